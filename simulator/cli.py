@@ -1,0 +1,150 @@
+"""Command line: parse flags, call the library, map errors to exit codes.
+
+0 all good; 1 a session failed (the run folder says which and why); 2 bad input;
+130 interrupted. Expected errors print one line each and no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from simulator import __version__, commands
+from simulator.errors import InputError, InputErrors, SimulatorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_INTERRUPTED = 130
+
+
+def _fail_input(exc: InputError) -> None:
+    errors = exc.errors if isinstance(exc, InputErrors) else [exc]
+    for error in errors:
+        click.echo(f"simulator: error: {error}", err=True)
+    sys.exit(2)
+
+
+def handles_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            _fail_input(exc)
+        except SimulatorError as exc:
+            click.echo(f"simulator: error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("simulator: interrupted; `simulator resume RUN_DIR` finishes the run", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_options(func: F) -> F:
+    """Flags shared by ``run`` and ``replay``; a flag left out defers to the config file."""
+    options = [
+        click.option("--sessions", type=click.IntRange(min=1), help="Sessions per persona (default 1)."),
+        click.option(
+            "--therapist", type=click.Path(path_type=Path), help="Therapist persona (default: bundled Nova)."
+        ),
+        click.option(
+            "--config", "config_file", type=click.Path(path_type=Path), help="Run settings in YAML."
+        ),
+        click.option("--prompts", type=click.Path(path_type=Path), help="Directory of template overrides."),
+        click.option("--backend", type=click.Choice(["offline", "openai"]), help="Chat backend."),
+        click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)."),
+        click.option("--model", help="Model for every role."),
+        click.option("--therapist-model", help="Model for the therapist."),
+        click.option("--patient-model", help="Model for the patient."),
+        click.option("--summarizer-model", help="Model for the summarizer."),
+        click.option(
+            "--max-turns", type=click.IntRange(min=2), help="Cap on messages in a session (default 40)."
+        ),
+        click.option(
+            "--seed", type=int, help="Seed for the offline backend, passed to the API where supported."
+        ),
+        click.option(
+            "--concurrency", type=click.IntRange(min=1), help="Personas simulated at once (default 4)."
+        ),
+        click.option("--out", type=click.Path(path_type=Path), help="Output root (default runs/)."),
+        click.option("--run-id", help="Run folder name (default: UTC timestamp plus a short suffix)."),
+        click.option("--cache", type=click.Path(path_type=Path), help="SQLite response cache file (opt-in)."),
+        click.option(
+            "--progress/--no-progress", default=None, help="Live progress display (default: on a terminal)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="simulator")
+def main() -> None:
+    """Generate synthetic therapy-session series from persona files and prompt templates."""
+
+
+@main.command()
+@click.argument("personas", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--start", type=click.IntRange(min=1), help="Number of the first session (default 1).")
+@click.option(
+    "--previous-summary", type=click.Path(path_type=Path), help="Summary that opens session --start."
+)
+@click.option("--shard", help="I/N: run only the I-th of N slices of the persona list.")
+@run_options
+@handles_errors
+def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | None, **flags: Any) -> None:
+    """Generate a series of sessions for each patient PERSONA file."""
+    code = asyncio.run(commands.run(list(personas), config_file, flags, progress=progress))
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--concurrency", type=click.IntRange(min=1), help="Personas simulated at once.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Live progress display (default: on a terminal)."
+)
+@handles_errors
+def resume(run_dir: Path, concurrency: int | None, progress: bool | None) -> None:
+    """Finish an interrupted or failed run; completed sessions are not touched."""
+    sys.exit(asyncio.run(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--persona", "persona_id", required=True, help="Persona id in RUN_DIR.")
+@click.option(
+    "--session", "session_number", required=True, type=click.IntRange(min=1), help="Session to regenerate."
+)
+@run_options
+@handles_errors
+def replay(
+    run_dir: Path,
+    persona_id: str,
+    session_number: int,
+    config_file: Path | None,
+    progress: bool | None,
+    **flags: Any,
+) -> None:
+    """New run that regenerates session K (and --sessions N onward) from RUN_DIR's summary of K-1."""
+    code = asyncio.run(
+        commands.replay(run_dir, persona_id, session_number, config_file, flags, progress=progress)
+    )
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@handles_errors
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check persona files, config files and templates (default: personas/ prompts/)."""
+    summary = commands.validate(list(paths) or [Path("personas"), Path("prompts")])
+    click.echo(summary)

@@ -1,0 +1,175 @@
+"""Run settings: defaults, the YAML ``--config`` file, and flags on top (flags win)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
+from simulator.guards import DEFAULT_REPETITION_THRESHOLD
+from simulator.yamlfile import load_mapping, parse_model
+
+ROLES = ("therapist", "patient", "summarizer")
+
+DEFAULT_WRAP_UP_NOTE = (
+    "Time check: only a few exchanges remain in this session. Begin wrapping up now: "
+    "agree on homework, briefly summarise, and close the session warmly."
+)
+DEFAULT_REPETITION_NUDGE = (
+    "Your last reply repeated something you already said earlier in this session. "
+    "Say something new that moves the conversation forward, in a few sentences."
+)
+DEFAULT_CONTINUE_NOTE = "Continue exactly where you stopped, finishing the sentence. Do not repeat."
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoleSettings(_Settings):
+    """How to call the model for one agent. ``None`` means: leave it to the server."""
+
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    base_urls: list[str] = Field(default_factory=list)
+    """Several endpoints serving the same model (vLLM replicas): requests are spread across them."""
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    omit_params: list[Literal["temperature", "top_p", "seed", "stop", "max_tokens"]] = Field(
+        default_factory=list
+    )
+    """Parameters this server rejects; they are never sent."""
+
+
+class EndPhrases(_Settings):
+    therapist: list[str] = Field(default_factory=lambda: list(DEFAULT_THERAPIST_END_PHRASES))
+    patient: list[str] = Field(default_factory=lambda: list(DEFAULT_PATIENT_END_PHRASES))
+
+    @field_validator("therapist", "patient")
+    @classmethod
+    def _compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        return patterns
+
+
+class GuardSettings(_Settings):
+    repetition_threshold: float = Field(default=DEFAULT_REPETITION_THRESHOLD, gt=0, le=1)
+    max_regenerations: int = Field(default=2, ge=0)
+    max_continuations: int = Field(default=1, ge=0)
+    summary_retries: int = Field(default=1, ge=0)
+    repetition_nudge: str = DEFAULT_REPETITION_NUDGE
+    continue_note: str = DEFAULT_CONTINUE_NOTE
+
+
+class RetrySettings(_Settings):
+    attempts: int = Field(default=6, ge=1)
+    initial_wait_s: float = Field(default=1.0, ge=0)
+    max_wait_s: float = Field(default=60.0, ge=0)
+    """Cap on one backoff sleep, Retry-After included."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Per-request timeout."""
+
+
+class RateLimits(_Settings):
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+
+
+class Price(_Settings):
+    """US dollars per million tokens."""
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
+    cached: float | None = Field(default=None, ge=0)
+
+
+class RunConfig(_Settings):
+    """Everything that shapes a run. Saved (without secrets) in run.json for resume."""
+
+    sessions: int = Field(default=1, ge=1)
+    start: int = Field(default=1, ge=1)
+    previous_summary: Path | None = None
+    therapist: Path | None = None
+    prompts: Path | None = None
+    backend: Literal["offline", "openai"] | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str | None = None
+    therapist_model: str | None = None
+    patient_model: str | None = None
+    summarizer_model: str | None = None
+    max_turns: int = Field(default=40, ge=2)
+    min_turns: int = Field(default=8, ge=1)
+    seed: int | None = None
+    concurrency: int = Field(default=4, ge=1)
+    out: Path = Path("runs")
+    run_id: str | None = None
+    cache: Path | None = None
+    shard: str | None = None
+    end_phrases: EndPhrases = Field(default_factory=EndPhrases)
+    patient_goodbye: bool = True
+    wrap_up_turns: int = Field(default=6, ge=0)
+    """The therapist gets the wrap-up note once this few messages remain before max_turns."""
+    wrap_up_note: str = DEFAULT_WRAP_UP_NOTE
+    guards: GuardSettings = Field(default_factory=GuardSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = re.fullmatch(r"(\d+)/(\d+)", value)
+        if not match or not 1 <= int(match[1]) <= int(match[2]):
+            raise ValueError(f"shard must look like I/N with 1 <= I <= N, found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"min_turns ({self.min_turns}) exceeds max_turns ({self.max_turns})")
+        return self
+
+    def role(self, role: str) -> RoleSettings:
+        """Settings for one agent, with the model flags folded in (per-role flag > --model)."""
+        base = self.roles.get(role, RoleSettings())  # type: ignore[call-overload]
+        flag_model = getattr(self, f"{role}_model") or self.model
+        updates: dict[str, Any] = {}
+        if flag_model:
+            updates["model"] = flag_model
+        if base.seed is None and self.seed is not None:
+            updates["seed"] = self.seed
+        return base.model_copy(update=updates) if updates else base
+
+    def shard_parts(self) -> tuple[int, int] | None:
+        if self.shard is None:
+            return None
+        index, total = self.shard.split("/")
+        return int(index), int(total)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Defaults, then the config file, then flags that were actually given."""
+    data: dict[str, Any] = load_mapping(path, "config file") if path is not None else {}
+    source = path if path is not None else "command line"
+    if path is not None:
+        for key in ("previous_summary", "therapist", "prompts", "out", "cache"):
+            value = data.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                data[key] = str(path.parent / value)
+    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return parse_model(RunConfig, merged, source)

@@ -1,0 +1,597 @@
+"""The offline backend: deterministic, persona-driven replies without a language model.
+
+It is a peer of the OpenAI backend behind :class:`simulator.backend.ChatBackend`. It reads
+the :class:`~simulator.backend.Scene` (persona, session number, last summary, notes) and
+the conversation so far, and writes what a CBT therapist and this patient would plausibly
+say at this point of a structured session. Same seed, same text.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
+from simulator.errors import BackendError
+from simulator.personas import Patient
+from simulator.summary import SECTIONS, format_sections, parse_sections
+
+OFFLINE_MODEL = "offline"
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_CLOSINGS = (
+    "Take care, {name}, and don't hesitate to reach out if anything comes up before next week.",
+    "I'll see you next week, {name}. Take care, and don't hesitate to reach out in the meantime.",
+    "Don't hesitate to reach out if you need anything. See you next week, {name}.",
+    "That's all the time we have today. Take care, {name}, and I'll see you next week.",
+    "Have a good week, {name}. I'm looking forward to our next session.",
+    "Until next week, then, {name}. Take care of yourself.",
+)
+_TECHNIQUES = (
+    ("thought record", "a thought record"),
+    ("evidence", "examining the evidence for and against a thought"),
+    ("balanced thought", "building a balanced alternative thought"),
+    ("behavioural experiment", "a behavioural experiment"),
+    ("behavioral experiment", "a behavioural experiment"),
+    ("friend", "the double-standard technique (what would you tell a friend?)"),
+    ("activity schedul", "activity scheduling"),
+    ("breathing", "paced breathing"),
+    ("self-compassion", "self-compassion practice"),
+    ("downward arrow", "the downward arrow"),
+)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _tokens(messages: Sequence[ChatMessage], reply: str) -> Usage:
+    prompt = sum(_words(m.content) for m in messages)
+    return Usage(
+        prompt_tokens=int(prompt * 1.3) + 4 * len(messages), completion_tokens=int(_words(reply) * 1.3) + 1
+    )
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def _strip_end(text: str) -> str:
+    return text.strip().rstrip(".!?;:,")
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [s for s in _sentences(value) if s]
+    return list(value)
+
+
+class OfflineBackend:
+    """Chat backend that needs no network, no key and no model weights."""
+
+    name = "offline"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = 0 if seed is None else seed
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        scene = request.scene
+        if scene is None:
+            raise BackendError(f"{request.role}: the offline backend needs the session scene")
+        rng = random.Random(
+            f"{self.seed}:{scene.patient.key}:{scene.session_number}:{request.role}:"
+            f"{request.purpose}:{len(request.messages)}:{request.messages[-1].content[-80:]}"
+        )
+        if request.role == "summarizer":
+            text = _summarize(request.messages, scene)
+        elif request.purpose == "continuation":
+            text = "and that's where I'd like to leave it for now."
+        elif request.role == "therapist":
+            text = _Therapist(scene, request.messages, rng).reply()
+        else:
+            text = _Patient(scene, request.messages, rng).reply()
+        return ChatReply(
+            content=text,
+            model=OFFLINE_MODEL,
+            finish_reason="stop",
+            usage=_tokens(request.messages, text),
+            latency_s=0.0,
+            request_id=None,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _own_turns(messages: Sequence[ChatMessage]) -> int:
+    return sum(1 for m in messages if m.role == "assistant")
+
+
+def _last_user(messages: Sequence[ChatMessage]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+
+def _closing_line(scene: Scene, rng: random.Random) -> str:
+    """A closing sentence that one of the configured end phrases really matches."""
+    name = scene.patient.name.split()[0]
+    candidates = [c.format(name=name) for c in _CLOSINGS]
+    patterns = [re.compile(p, re.IGNORECASE) for p in scene.therapist_end_phrases]
+    matching = [c for c in candidates if any(p.search(c) for p in patterns)]
+    if matching:
+        return rng.choice(matching)
+    for pattern in scene.therapist_end_phrases:
+        literal = re.sub(r"\\b|\^|\$|\(\?[a-zA-Z]+\)", "", pattern).replace("\\", "")
+        if re.search(pattern, literal, re.IGNORECASE):
+            return f"{literal[:1].upper()}{literal[1:]}, {name}."
+    return candidates[0]
+
+
+class _Therapist:
+    """Walks the CBT session structure: check-in, homework, agenda, work, homework, close."""
+
+    def __init__(self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random) -> None:
+        self.scene = scene
+        self.messages = messages
+        self.rng = rng
+        self.turn = _own_turns(messages)
+        self.name = scene.patient.name.split()[0]
+        self.last = _last_user(messages)
+        planned = 4 + random.Random(f"{scene.seed}:{scene.patient.key}:{scene.session_number}:plan").randint(
+            1, 4
+        )
+        needed = (scene.min_turns + 1) // 2
+        self.closing_turn = max(planned, needed)
+        wrap_up = any(m.role == "system" for m in messages[1:])
+        if wrap_up:
+            self.closing_turn = min(self.closing_turn, self.turn + 1)
+
+    def reply(self) -> str:
+        if self.turn >= self.closing_turn:
+            return self._close()
+        if self.turn == self.closing_turn - 1:
+            return self._homework()
+        steps = [self._check_in, self._bridge, self._agenda]
+        work = [self._thought, self._evidence, self._alternative, self._experiment, self._friend]
+        plan = steps + work
+        return plan[min(self.turn, len(plan) - 1)]()
+
+    def _echo(self) -> str:
+        sentences = [s for s in _sentences(self.last) if not s.endswith("?") and 4 <= _words(s) <= 30]
+        if not sentences:
+            return self.rng.choice(["Thank you for telling me that.", "I appreciate you sharing that."])
+        picked = _strip_end(self.rng.choice(sentences))
+        return self.rng.choice(
+            [
+                f"It sounds like {_to_you(picked)}.",
+                f"What I'm hearing is that {_to_you(picked)}.",
+                f"So {_to_you(picked)}. That makes sense.",
+            ]
+        )
+
+    def _check_in(self) -> str:
+        greet = self.rng.choice(
+            [
+                f"Welcome back, {self.name}.",
+                f"It's good to see you again, {self.name}.",
+                f"Hello, {self.name}.",
+            ]
+            if self.scene.previous_summary
+            else [
+                f"Hello, {self.name}, and welcome. I'm {self.scene.therapist.name}.",
+                f"Welcome, {self.name}. I'm glad you came in today; I'm {self.scene.therapist.name}.",
+            ]
+        )
+        if self.scene.previous_summary:
+            topics = parse_sections(self.scene.previous_summary).get(SECTIONS[0], [])
+            bridge = (
+                f" Last time we spent a good part of the session on {_lower_first(_strip_end(topics[0]))}."
+                if topics
+                else ""
+            )
+            return f"{greet}{bridge} Before we get into things, how has this past week been for you, and how would you rate your mood today, from 0 to 10?"
+        return (
+            f"{greet} In this first session I'd like to get to know you, understand what brings you here, "
+            "and agree on what we work on together. How have things been for you lately?"
+        )
+
+    def _bridge(self) -> str:
+        homework = parse_sections(self.scene.previous_summary).get("Homework assigned", [])
+        if homework:
+            return (
+                f"{self._echo()} Let's look back at the homework from last time: "
+                f"{_lower_first(_strip_end(homework[0]))}. How did that go, and what did you notice?"
+            )
+        return (
+            f"{self._echo()} CBT looks at how our thoughts, feelings and behaviour feed each other. "
+            "What would you most like to be different by the end of our work together?"
+        )
+
+    def _agenda(self) -> str:
+        return (
+            f"{self._echo()} Let's set our agenda for today. Of everything on your mind, "
+            "what feels most important to focus on in this session?"
+        )
+
+    def _thought(self) -> str:
+        return (
+            f"{self._echo()} Let's slow that moment down, almost like a thought record. "
+            "When it happened, what was going through your mind? What exactly did you say to yourself?"
+        )
+
+    def _evidence(self) -> str:
+        return (
+            f"{self._echo()} Let's examine the evidence. What supports that thought, "
+            "and is there anything that doesn't quite fit with it?"
+        )
+
+    def _alternative(self) -> str:
+        return (
+            f"{self._echo()} If you put both sides together, what might a more balanced thought sound like? "
+            "And how much do you believe it, from 0 to 100 percent?"
+        )
+
+    def _experiment(self) -> str:
+        return (
+            f"{self._echo()} One way to test the old thought is a small behavioural experiment. "
+            "What is one situation this week where you could act as if the balanced thought were true?"
+        )
+
+    def _friend(self) -> str:
+        return (
+            f"{self._echo()} If a good friend told you they were thinking this, what would you say to them? "
+            "Could you say something like that to yourself?"
+        )
+
+    def _homework(self) -> str:
+        goals = self.scene.patient.goals
+        goal = (
+            f", which ties in with your goal to {_to_you(_lower_first(_strip_end(self.rng.choice(goals))))}"
+            if goals
+            else ""
+        )
+        task = self.rng.choice(
+            [
+                "fill in a thought record whenever you notice that critical voice, writing down the situation, the thought and a balanced alternative",
+                "try the behavioural experiment we planned and write down what you predicted and what actually happened",
+                "notice the automatic thought when it shows up and practise the balanced thought we came up with today",
+            ]
+        )
+        return (
+            f"{self._echo()} We're coming towards the end of our time, so let's agree on some homework. "
+            f"This week, I'd like you to {task}{goal}. How does that sound to you?"
+        )
+
+    def _close(self) -> str:
+        return (
+            f"{self._echo()} You worked hard today, {self.name}. To sum up: we looked at one of those "
+            f"moments closely, found a more balanced way to see it, and you have a plan for the week. "
+            f"{_closing_line(self.scene, self.rng)}"
+        )
+
+
+def _to_you(text: str) -> str:
+    """First person to second person, for reflecting the patient's words back."""
+    swaps = {
+        "i": "you",
+        "i'm": "you're",
+        "i've": "you've",
+        "i'd": "you'd",
+        "i'll": "you'll",
+        "my": "your",
+        "me": "you",
+        "myself": "yourself",
+        "mine": "yours",
+        "am": "are",
+        "was": "were",
+    }
+    words = text.split()
+    return " ".join(swaps.get(w.lower(), w) for w in words)
+
+
+class _Patient:
+    """Answers from the persona: problems, background, beliefs, notes, last homework."""
+
+    def __init__(self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random) -> None:
+        self.scene = scene
+        self.p: Patient = scene.patient
+        self.rng = rng
+        self.turn = _own_turns(messages)
+        self.question = _last_user(messages).lower()
+        style = (self.p.speech_style or "").lower()
+        self.brief = any(w in style for w in ("short", "hesitant", "brief", "terse", "quiet"))
+        self.rambling = any(w in style for w in ("long", "tangent", "story", "stories", "rambl", "verbose"))
+        self.therapist_name = scene.therapist.name
+
+    def reply(self) -> str:
+        q = self.question
+        patterns = re.compile("|".join(re.escape(p).replace("\\ ", " ") for p in _closing_keys()))
+        if patterns.search(q) and "homework" not in q.split(".")[-1]:
+            return self._goodbye()
+        if "homework" in q and ("agree" in q or "this week, i'd like you" in q or "how does that sound" in q):
+            return self._accept_homework()
+        if "homework from last time" in q or "how did that go" in q:
+            return self._homework_report()
+        if "past week" in q or "how have things been" in q or "mood" in q:
+            return self._check_in()
+        if "different by the end" in q or "most important to focus" in q or "agenda" in q:
+            return self._agenda()
+        if "going through your mind" in q or "say to yourself" in q:
+            return self._thought()
+        if "evidence" in q or "supports that thought" in q:
+            return self._evidence()
+        if "balanced thought" in q or "friend" in q:
+            return self._balanced()
+        if "experiment" in q:
+            return self._experiment()
+        return self._share()
+
+    def _voice(self, core: list[str]) -> str:
+        extra = self.p.extra.get("voice_samples")
+        if self.rambling and isinstance(extra, list) and extra and self.rng.random() < 0.6:
+            core.append(str(self.rng.choice(extra)))
+        if self.rambling and self.p.background and self.rng.random() < 0.5:
+            core.append(
+                "It reminds me of something, actually. "
+                + _to_first(self.rng.choice(_sentences(self.p.background)), self.p)
+            )
+        if self.brief:
+            core = core[:2]
+            if self.rng.random() < 0.5:
+                core[0] = self.rng.choice(["Um. ", "I guess... ", "Yeah. "]) + _lower_first(core[0])
+        return " ".join(core)
+
+    def _pick(self, items: Sequence[str], fallback: str) -> str:
+        return _strip_end(self.rng.choice(list(items))) if items else fallback
+
+    def _check_in(self) -> str:
+        mood = self.rng.randint(3, 6)
+        notes = self.scene.session_notes
+        core = [f"Honestly, it's been a mixed week. I'd say about a {mood}."]
+        if notes:
+            core.append(f"Something happened that I should mention: {_to_first(notes, self.p)}")
+        else:
+            problem = self._pick(self.p.presenting_problems, "everything piling up")
+            core.append(f"The {_lower_first(problem)} has been there most days.")
+        return self._voice(core)
+
+    def _homework_report(self) -> str:
+        homework = parse_sections(self.scene.previous_summary).get("Homework assigned", [])
+        task = _lower_first(_strip_end(homework[0])) if homework else "the exercise"
+        done = self.rng.choice(
+            ["a few times", "on three of the days", "twice, if I'm honest", "most days at first"]
+        )
+        return self._voice(
+            [
+                f"I did try it, {done}. The one about {_to_first(task, self.p)}.",
+                self.rng.choice(
+                    [
+                        "It was harder than I expected on the bad days, but I noticed the thought a bit sooner.",
+                        "Some days I forgot completely, but when I did it, it helped a little.",
+                        "I found it a bit awkward, but writing it down made it feel less huge.",
+                    ]
+                ),
+            ]
+        )
+
+    def _agenda(self) -> str:
+        problem = self._pick(self.p.presenting_problems, "how stuck I feel")
+        goal = self._pick(self.p.goals, "feel more like myself again")
+        return self._voice(
+            [
+                f"I think I'd like to work on {_lower_first(problem)}.",
+                f"What I really want is to {_lower_first(goal)}.",
+            ]
+        )
+
+    def _thought(self) -> str:
+        thoughts = self.p.extra.get("automatic_thoughts")
+        thought = self._pick(
+            [str(t) for t in thoughts] if isinstance(thoughts, list) else _as_list(self.p.core_beliefs),
+            "I'm not good enough",
+        )
+        return self._voice(
+            [
+                f'I think it was something like, "{thought}."',
+                "And then I just felt heavy, like I'd already failed.",
+            ]
+        )
+
+    def _evidence(self) -> str:
+        belief = self._pick(
+            _as_list(self.p.intermediate_beliefs) or _as_list(self.p.core_beliefs),
+            "I have to get everything right",
+        )
+        return self._voice(
+            [
+                f"Well, part of me really believes that {_lower_first(belief)}.",
+                "But if I'm being fair, there are times it went fine and nobody thought less of me.",
+            ]
+        )
+
+    def _balanced(self) -> str:
+        return self._voice(
+            [
+                "Maybe something like, I'm doing the best I can with what I have, and that counts for something.",
+                f"I'd believe it maybe {self.rng.choice([30, 40, 50])} percent. I realize I'd never talk to a friend the way I talk to myself.",
+            ]
+        )
+
+    def _experiment(self) -> str:
+        coping = self._pick(_as_list(self.p.coping_strategies), "keep busy")
+        return self._voice(
+            [
+                "I could try it this week instead of falling back on the usual.",
+                f"Normally I'd just {_lower_first(_to_first(coping, self.p))}. That helps in the moment, but it doesn't really change anything.",
+            ]
+        )
+
+    def _accept_homework(self) -> str:
+        return self._voice(
+            [
+                "That sounds doable. I'll try to actually write it down this time.",
+                "It's helpful to have something concrete to do.",
+            ]
+        )
+
+    def _share(self) -> str:
+        personality = _sentences(self.p.personality or "")
+        core = ["That makes sense when you put it that way."]
+        if personality:
+            core.append(
+                "I guess I've always been like that. " + _to_first(self.rng.choice(personality), self.p)
+            )
+        return self._voice(core)
+
+    def _goodbye(self) -> str:
+        return self.rng.choice(
+            [
+                f"Thank you, {self.therapist_name}. See you next week.",
+                "Thanks, this was helpful. See you next week.",
+                f"Okay. Thanks again, {self.therapist_name}. Bye.",
+            ]
+        )
+
+
+def _closing_keys() -> tuple[str, ...]:
+    return (
+        "see you next week",
+        "reach out",
+        "take care",
+        "until next week",
+        "all the time we have",
+        "our next session",
+        "have a good week",
+    )
+
+
+_THIRD_TO_FIRST = {
+    "he": "I",
+    "she": "I",
+    "they": "I",
+    "his": "my",
+    "her": "my",
+    "their": "my",
+    "him": "me",
+    "them": "me",
+    "himself": "myself",
+    "herself": "myself",
+    "themselves": "myself",
+    "he's": "I'm",
+    "she's": "I'm",
+    "they're": "I'm",
+    "is": "am",
+}
+
+
+def _to_first(text: str, patient: Patient) -> str:
+    """Persona prose is written about the patient; the patient says it about themselves."""
+    first = patient.name.split()[0]
+    text = re.sub(rf"\b{re.escape(patient.name)}\b|\b{re.escape(first)}\b", "I", text)
+    out = []
+    subject_seen = False
+    for word in text.split():
+        bare = word.lower().strip(".,;:!?")
+        if bare in _THIRD_TO_FIRST and (bare != "is" or subject_seen):
+            swapped = _THIRD_TO_FIRST[bare]
+            subject_seen = swapped == "I"
+            out.append(
+                word.lower().replace(bare, swapped)
+                if swapped != "I"
+                else word.replace(word.strip(".,;:!?"), "I")
+            )
+        else:
+            subject_seen = False
+            out.append(word)
+    sentence = " ".join(out)
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
+    """Five sections extracted from the transcript the summarizer was given."""
+    transcript = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    turns = re.findall(r"^(Patient|Therapist): (.*?)(?=^(?:Patient|Therapist): |\Z)", transcript, re.M | re.S)
+    patient_sents = [s for speaker, text in turns if speaker == "Patient" for s in _sentences(text)]
+    therapist_sents = [s for speaker, text in turns if speaker == "Therapist" for s in _sentences(text)]
+    name = scene.patient.name.split()[0]
+
+    def third(sentence: str) -> str:
+        return _to_third(_strip_end(sentence), name, scene.patient.pronouns)
+
+    topics = [
+        f"{name}'s wish to work on {_to_third(_strip_end(m), name, scene.patient.pronouns)}"
+        for s in patient_sents
+        for m in re.findall(r"(?:work on|talk about|focus on) (.+)", s)
+    ]
+    topics += [f"Events of the week: {third(s)}" for s in patient_sents if "should mention" in s]
+    therapist_text = " ".join(therapist_sents).lower()
+    techniques = list(dict.fromkeys(label for key, label in _TECHNIQUES if key in therapist_text))
+    helpful = [
+        third(s) for s in patient_sents if re.search(r"\bhelp(ed|s|ful)?\b|less huge|makes sense", s, re.I)
+    ]
+    homework = [
+        _strip_end(re.sub(r"^.*?\bI'd like you to\s+", "", s)).capitalize()
+        for s in therapist_sents
+        if re.search(r"\bI'd like you to\b|\bfor homework\b", s, re.I)
+    ]
+    insights = [
+        third(s)
+        for s in patient_sents
+        if re.search(r"\bI realize|\bif I'm being fair|\bI noticed\b", s, re.I)
+    ]
+    sections = {
+        SECTIONS[0]: _dedupe(topics)[:4],
+        SECTIONS[1]: techniques[:4],
+        SECTIONS[2]: _dedupe(helpful)[:3],
+        SECTIONS[3]: _dedupe(homework)[:3],
+        SECTIONS[4]: _dedupe(insights)[:3],
+    }
+    return format_sections(sections)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+
+
+def _to_third(text: str, name: str, pronouns: str | None) -> str:
+    subject, obj, poss = "he", "him", "his"
+    if pronouns:
+        key = pronouns.lower()
+        if key.startswith("she"):
+            subject, obj, poss = "she", "her", "her"
+        elif key.startswith("they"):
+            subject, obj, poss = "they", "them", "their"
+    swaps = {
+        "i": name,
+        "i'm": f"{name} is",
+        "i've": f"{name} has",
+        "i'd": f"{name} would",
+        "i'll": f"{name} will",
+        "my": poss,
+        "me": obj,
+        "myself": f"{obj}self" if obj != "them" else "themselves",
+        "am": "is",
+    }
+    words = text.split()
+    out = []
+    for index, word in enumerate(words):
+        bare = word.lower().strip(",;:")
+        if bare in swaps:
+            rep = swaps[bare]
+            if bare == "i" and index > 0:
+                rep = subject
+            out.append(
+                word.lower().replace(bare, rep)
+                if bare not in ("i", "i'm", "i've", "i'd", "i'll") or index == 0
+                else rep + word[len(bare) :]
+            )
+        else:
+            out.append(word)
+    sentence = " ".join(out)
+    return sentence[:1].upper() + sentence[1:]

@@ -1,0 +1,377 @@
+"""The chat backend for any OpenAI-compatible endpoint: OpenAI, OpenRouter, vLLM, Ollama,
+llama.cpp, ...
+
+One ``openai.AsyncOpenAI`` client per base URL, built with ``max_retries=0``: retries are
+:mod:`simulator.retry`'s alone. Failures become one :class:`~simulator.errors.BackendError`
+whose message starts with the role and says what to change; the API key never appears in
+messages, reprs or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from simulator.backend import ChatReply, ChatRequest, Usage
+from simulator.config import RetrySettings, RoleSettings
+from simulator.errors import InputError
+from simulator.retry import TransientReply, call_with_retries
+
+__all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+"""The SDK's default endpoint, used when neither ``base_url`` nor $OPENAI_BASE_URL is set."""
+NO_KEY_PLACEHOLDER = "not-needed"
+"""Sent to local servers (vLLM, Ollama, llama.cpp) that need no key; the SDK refuses none."""
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+SERVER_TEXT_LIMIT = 300
+"""Characters of the server's own error message quoted in ours."""
+
+_PARAM_ORDER = ("temperature", "top_p", "seed", "stop", "max_tokens")
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|maximum context|context window|prompt is too long", re.IGNORECASE
+)
+_PARAM_REJECTED = re.compile(
+    r"unsupported|not supported|does not support|unrecognized|unknown|not allowed|"
+    r"not permitted|extra (?:fields|inputs)|invalid",
+    re.IGNORECASE,
+)
+_SECRET = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
+
+
+class OpenAIBackend:
+    """:class:`~simulator.backend.ChatBackend` over the OpenAI SDK's chat completions."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        api_key_env: str = "OPENAI_API_KEY",
+        retry: RetrySettings,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.base_url = _strip(base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL)
+        self.api_key_env = api_key_env
+        self.retry = retry
+        self._api_key = (api_key if api_key is not None else os.environ.get(api_key_env)) or None
+        self._sleep = sleep
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._next_url: dict[tuple[str, ...], int] = {}
+        self._key_for(self.base_url)  # no key for OpenAI itself: fail now, not mid-run
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(base_url={_display(self.base_url)!r}, api_key_env={self.api_key_env!r})"
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        settings = request.settings
+        model = settings.model
+        if not model:
+            role = request.role
+            raise InputError(
+                None,
+                f"no model set for the {role}: pass --model or --{role}-model, "
+                f"or set `roles.{role}.model` in the config",
+            )
+        urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": [message.as_dict() for message in request.messages],
+            **_sampling_params(settings),
+        }
+        extra_body = _extra_body(settings)
+        tried: list[str] = []
+
+        async def attempt(number: int) -> ChatReply:
+            url = self._pick(urls)
+            tried.append(url)
+            client = self._client(url)
+            started = time.monotonic()
+            raw = await client.chat.completions.with_raw_response.create(
+                **params, extra_body=extra_body or None, timeout=self.retry.timeout_s
+            )
+            latency = time.monotonic() - started
+            return _reply(raw.http_response, model, latency, number)
+
+        def describe(exc: BaseException, attempts: int) -> str:
+            url = tried[-1] if tried else urls[0]
+            return self._redact(f"{request.role}: {self._describe(exc, attempts, request, url)}")
+
+        return await call_with_retries(
+            attempt,
+            settings=self.retry,
+            describe=describe,
+            sleep=self._sleep,
+            label=f"{request.role} ({model})",
+        )
+
+    async def aclose(self) -> None:
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            await client.close()
+
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _pick(self, urls: list[str]) -> str:
+        """Round-robin over a role's replicas; each retry moves on to the next one."""
+        key = tuple(urls)
+        index = self._next_url.get(key, 0)
+        self._next_url[key] = index + 1
+        return urls[index % len(urls)]
+
+    def _client(self, url: str) -> openai.AsyncOpenAI:
+        client = self._clients.get(url)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=self._key_for(url),
+                base_url=url,
+                max_retries=0,
+                timeout=self.retry.timeout_s,
+            )
+            self._clients[url] = client
+        return client
+
+    def _key_for(self, url: str) -> str:
+        if self._api_key:
+            return self._api_key
+        if _is_openai(url):
+            raise InputError(None, f"{self.api_key_env} is not set: export it, or use --backend offline")
+        return NO_KEY_PLACEHOLDER
+
+    def _redact(self, text: str) -> str:
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return _SECRET.sub("sk-***", text)
+
+    def _describe(self, exc: BaseException, attempts: int, request: ChatRequest, url: str) -> str:
+        """One readable sentence for the failure that ended the request (without the role)."""
+        shown = _display(url)
+        model = request.settings.model
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if isinstance(exc, openai.APITimeoutError):
+            return f"no reply from {shown} within {self.retry.timeout_s:g}s ({tries})"
+        if isinstance(exc, openai.APIConnectionError):
+            if _refused(exc):
+                return f"cannot connect to {shown}: connection refused after {tries} (is the server running?)"
+            return f"cannot connect to {shown}: {_root_cause(exc)} after {tries}"
+        if isinstance(exc, TransientReply):
+            return f"{shown} answered without choices after {tries}: {exc}"
+        if isinstance(exc, openai.APIResponseValidationError):
+            return (
+                f"{shown} did not answer with a chat completion ({exc.message}); "
+                "is the base URL right? It usually ends in /v1"
+            )
+        if not isinstance(exc, openai.APIStatusError):
+            return f"request to {shown} failed: {exc}"
+        status = exc.status_code
+        said = _server_text(exc)
+        if status == 401:
+            missing = " (it is not set)" if not self._api_key else ""
+            return f"the endpoint {shown} refused the API key (401); check ${self.api_key_env}{missing}"
+        if status == 404:
+            hint = (
+                ""
+                if "model" in said.lower()
+                else "; check that the base URL is right (it usually ends in /v1)"
+            )
+            return f"model '{model}' not found at {shown} (404){hint}"
+        if 400 <= status < 500 and (exc.code == "context_length_exceeded" or _CONTEXT_LENGTH.search(said)):
+            limit_too = (
+                f" (or lower `roles.{request.role}.max_tokens`)"
+                if request.settings.max_tokens is not None and re.search(r"max_(?:completion_)?tokens", said)
+                else ""
+            )
+            return (
+                f"the prompt is too long for model '{model}' ({len(request.messages)} messages); "
+                f"lower --max-turns{limit_too} or use a model with a longer context"
+            )
+        if status in (400, 422):
+            rejected = _rejected_param(exc, said, request.settings)
+            if rejected is not None:
+                return (
+                    f"the server at {shown} rejected parameter '{rejected}': "
+                    f"{_param_fix(rejected, said, request)} in the config (server said: {said})"
+                )
+            return f"{shown} rejected the request for model '{model}' ({status}): {said}"
+        if status == 429 and "insufficient_quota" in (exc.code, exc.type):
+            return (
+                f"the account behind ${self.api_key_env} has no quota left at {shown} "
+                f"(429 insufficient_quota); check the plan and billing: {said}"
+            )
+        if status == 429:
+            return f"rate limited by {shown} (429) after {tries}: {said}"
+        if status == 402:
+            return f"{shown} asks for payment (402); check the account's credits: {said}"
+        if status == 403:
+            return f"{shown} denied access to model '{model}' (403): {said}"
+        if status >= 500:
+            return f"server error {status} from {shown} after {tries}: {said}"
+        return f"{shown} answered {status} after {tries}: {said}"
+
+
+def _sampling_params(settings: RoleSettings) -> dict[str, Any]:
+    """The sampling settings that are set and not omitted, under the server's names."""
+    values: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "seed": settings.seed,
+        "stop": settings.stop or None,
+        "max_tokens": settings.max_tokens,
+    }
+    params: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or name in settings.omit_params:
+            continue
+        params[settings.max_tokens_param if name == "max_tokens" else name] = value
+    return params
+
+
+def _extra_body(settings: RoleSettings) -> dict[str, Any]:
+    """``extra_body`` minus anything ``omit_params`` says the server rejects."""
+    omitted: set[str] = set(settings.omit_params)
+    if "max_tokens" in omitted:
+        omitted.update(TOKEN_PARAMS)
+    return {key: value for key, value in settings.extra_body.items() if key not in omitted}
+
+
+def _reply(response: Any, requested_model: str, latency_s: float, attempts: int) -> ChatReply:
+    """Read the completion defensively: servers differ in what they leave out."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise openai.APIResponseValidationError(
+            response, response.text[:SERVER_TEXT_LIMIT], message="the body is not a JSON object"
+        )
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        error = data.get("error")
+        said = error.get("message") if isinstance(error, dict) else error
+        raise TransientReply(
+            f'"{_clip(str(said))}"' if said else "the body has no choices and no error message"
+        )
+    choice = choices[0]
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    finish_reason = choice.get("finish_reason")
+    request_id = response.headers.get("x-request-id") or data.get("id")
+    model = data.get("model")
+    return ChatReply(
+        content=content if isinstance(content, str) else "",
+        model=model if isinstance(model, str) and model else requested_model,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        usage=_usage(data.get("usage")),
+        latency_s=latency_s,
+        request_id=str(request_id) if request_id else None,
+        extra={"attempts": attempts},
+    )
+
+
+def _usage(raw: object) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if cached is None:
+        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same thing
+    return Usage(
+        prompt_tokens=_count(raw.get("prompt_tokens")),
+        completion_tokens=_count(raw.get("completion_tokens")),
+        cached_tokens=_count(cached),
+    )
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(int(value), 0)
+
+
+def _server_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    said = body.get("message") if isinstance(body, dict) else body
+    if not isinstance(said, str) or not said.strip():
+        return exc.response.reason_phrase or "no error message"
+    return _clip(said)
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SERVER_TEXT_LIMIT else text[: SERVER_TEXT_LIMIT - 1] + "…"
+
+
+def _rejected_param(exc: openai.APIStatusError, said: str, settings: RoleSettings) -> str | None:
+    """The parameter we sent that the server objects to, if the error names one."""
+    sent = list(_sampling_params(settings))
+    if exc.param in sent:
+        return exc.param
+    if not (_PARAM_REJECTED.search(said) or (exc.code or "").startswith("unsupported")):
+        return None
+    found = [(match.start(), name) for name in sent if (match := re.search(rf"\b{name}\b", said))]
+    return min(found)[1] if found else None
+
+
+def _param_fix(param: str, said: str, request: ChatRequest) -> str:
+    role = request.role
+    settings = request.settings
+    if param in TOKEN_PARAMS:
+        other = TOKEN_PARAMS[1] if param == TOKEN_PARAMS[0] else TOKEN_PARAMS[0]
+        if re.search(rf"\b{other}\b", said):
+            return f"set `roles.{role}.max_tokens_param: {other}`"
+        param = "max_tokens"
+    omitted: set[str] = {*settings.omit_params, param}
+    names = ", ".join(name for name in _PARAM_ORDER if name in omitted)
+    return f"set `roles.{role}.omit_params: [{names}]`"
+
+
+def _refused(exc: BaseException) -> bool:
+    return any(
+        isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower() for cause in _causes(exc)
+    )
+
+
+def _root_cause(exc: BaseException) -> str:
+    causes = _causes(exc)
+    return str(causes[-1]) or type(causes[-1]).__name__
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_openai(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "api.openai.com" or host.endswith(".api.openai.com")
+
+
+def _strip(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _display(url: str) -> str:
+    """The URL without any user:password part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,124 @@
+"""Persona files: typed models for patients and therapists, loaded with ``yaml.safe_load``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from simulator.errors import InputError
+from simulator.yamlfile import load_mapping, parse_model
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def validate_id(value: str, source: Path | str | None = None) -> str:
+    """Ids become folder names: refuse anything that could escape or collide."""
+    if not ID_PATTERN.fullmatch(value):
+        raise InputError(
+            source,
+            f"invalid id {value!r}: use 1-64 lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return value
+
+
+def _text_or_list(value: Any) -> Any:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+TextOrList = Annotated[str | list[str], BeforeValidator(_text_or_list)]
+
+
+class _Persona(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    name: str = Field(min_length=1)
+    id: str | None = None
+    modality: str = "CBT"
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not ID_PATTERN.fullmatch(value):
+            raise ValueError(f"invalid id {value!r}: use 1-64 lowercase letters, digits, '_' or '-'")
+        return value
+
+    @property
+    def key(self) -> str:
+        assert self.id is not None, "loaded personas always carry an id"
+        return self.id
+
+
+class Patient(_Persona):
+    role: Literal["patient"]
+    age: int | None = None
+    pronouns: str | None = None
+    occupation: str | None = None
+    presenting_problems: list[str] = Field(default_factory=list)
+    background: str | None = None
+    personality: str | None = None
+    speech_style: str | None = None
+    goals: list[str] = Field(default_factory=list)
+    core_beliefs: TextOrList = Field(default_factory=list)
+    intermediate_beliefs: TextOrList = Field(default_factory=list)
+    coping_strategies: TextOrList = Field(default_factory=list)
+    sessions: dict[int, str] = Field(default_factory=dict)
+
+    def notes_for(self, session_number: int) -> str | None:
+        return self.sessions.get(session_number)
+
+
+class Therapist(_Persona):
+    role: Literal["therapist"]
+    style: str | None = None
+    techniques: list[str] = Field(default_factory=list)
+    guidelines: str | None = None
+
+
+class LoadedPersona(BaseModel):
+    """A persona with where it came from, for digests in run.json."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    persona: Patient | Therapist
+    path: Path
+    digest: str
+    text: str
+
+
+def load_persona(path: Path) -> LoadedPersona:
+    """Load one persona file; every problem becomes an :class:`InputError` naming the file."""
+    data = load_mapping(path, "persona file")
+    role = data.get("role")
+    if role not in ("patient", "therapist"):
+        raise InputError(path, f"key 'role' must be 'patient' or 'therapist', found {role!r}")
+    data.setdefault("id", path.stem)
+    if not isinstance(data["id"], str):
+        raise InputError(path, "key 'id' must be a string")
+    validate_id(data["id"], f"{path} (key 'id', default: the file name)")
+    model: type[Patient] | type[Therapist] = Patient if role == "patient" else Therapist
+    persona = parse_model(model, data, path)
+    text = path.read_text(encoding="utf-8")
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return LoadedPersona(persona=persona, path=path, digest=digest, text=text)
+
+
+def load_patient(path: Path) -> LoadedPersona:
+    loaded = load_persona(path)
+    if not isinstance(loaded.persona, Patient):
+        raise InputError(path, "this is a therapist persona; `run` takes patient personas")
+    return loaded
+
+
+def load_therapist(path: Path) -> LoadedPersona:
+    loaded = load_persona(path)
+    if not isinstance(loaded.persona, Therapist):
+        raise InputError(path, "this is a patient persona; --therapist takes a therapist persona")
+    return loaded

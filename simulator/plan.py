@@ -1,0 +1,145 @@
+"""Everything a run needs, loaded and checked before anything is written.
+
+Bad input (personas, therapist, templates, the previous-summary file) is found here, all of
+it at once, so that a run with bad input exits 2 without leaving a folder behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from simulator.backend import Scene
+from simulator.config import RunConfig
+from simulator.errors import InputError, InputErrors
+from simulator.personas import LoadedPersona, Patient, Therapist, load_patient, load_therapist
+from simulator.session import SessionPrompts
+from simulator.templates import Templates
+
+SAMPLE_SUMMARY = "Main topics discussed:\n- a sample topic"
+
+
+def default_therapist_path() -> Path:
+    return Path(str(resources.files("simulator") / "data" / "personas" / "nova.yaml"))
+
+
+@dataclass
+class RunPlan:
+    config: RunConfig
+    patients: list[LoadedPersona]
+    therapist: LoadedPersona
+    templates: Templates
+    first_summary: str | None
+
+    def patient(self, persona_id: str) -> Patient:
+        for loaded in self.patients:
+            if loaded.persona.key == persona_id:
+                assert isinstance(loaded.persona, Patient)
+                return loaded.persona
+        raise KeyError(persona_id)
+
+    @property
+    def therapist_persona(self) -> Therapist:
+        assert isinstance(self.therapist.persona, Therapist)
+        return self.therapist.persona
+
+    def context(self, patient: Patient, number: int, previous: str | None) -> dict[str, Any]:
+        return {
+            "patient": patient,
+            "therapist": self.therapist_persona,
+            "session_number": number,
+            "previous_summary": previous,
+            "session_notes": patient.notes_for(number),
+            "modality": patient.modality,
+        }
+
+    def prompts(self, patient: Patient, number: int, previous: str | None) -> SessionPrompts:
+        context = self.context(patient, number, previous)
+        render = self.templates.render
+        return SessionPrompts(
+            therapist=render("therapist.j2", context),
+            patient=render("patient.j2", context),
+            opening=render("opening.j2", context),
+            summarizer=render("summarizer.j2", context),
+        )
+
+    def scene(self, patient: Patient, number: int, previous: str | None) -> Scene:
+        return Scene(
+            patient=patient,
+            therapist=self.therapist_persona,
+            session_number=number,
+            previous_summary=previous,
+            session_notes=patient.notes_for(number),
+            seed=self.config.seed or 0,
+            therapist_end_phrases=tuple(self.config.end_phrases.therapist),
+            min_turns=self.config.min_turns,
+            max_turns=self.config.max_turns,
+        )
+
+
+def check_templates(templates: Templates, patients: list[LoadedPersona], therapist: LoadedPersona) -> None:
+    """Render every template for every persona, with and without a previous summary, so
+    that an undefined variable in a rarely taken branch still fails before the run starts."""
+    templates.load()
+    problems: dict[str, InputError] = {}
+    for loaded in patients:
+        patient = loaded.persona
+        assert isinstance(patient, Patient)
+        plan = RunPlan(RunConfig(), [loaded], therapist, templates, None)
+        for number, previous in ((1, None), (2, SAMPLE_SUMMARY)):
+            numbers = [number, *sorted(patient.sessions)]
+            for n in numbers[:3]:
+                try:
+                    plan.prompts(patient, n, previous)
+                except InputError as exc:
+                    problems.setdefault(str(exc), exc)
+    _raise_all(list(problems.values()))
+
+
+def _raise_all(problems: list[InputError]) -> None:
+    flat: list[InputError] = []
+    for problem in problems:
+        flat.extend(problem.errors if isinstance(problem, InputErrors) else [problem])
+    if flat:
+        raise flat[0] if len(flat) == 1 else InputErrors(flat)
+
+
+def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
+    problems: list[InputError] = []
+    patients: list[LoadedPersona] = []
+    seen: dict[str, Path] = {}
+    for path in persona_paths:
+        try:
+            loaded = load_patient(path)
+        except InputError as exc:
+            problems.append(exc)
+            continue
+        key = loaded.persona.key
+        if key in seen:
+            problems.append(InputError(path, f"persona id {key!r} is also used by {seen[key]}"))
+            continue
+        seen[key] = path
+        patients.append(loaded)
+    therapist: LoadedPersona | None = None
+    try:
+        therapist = load_therapist(config.therapist or default_therapist_path())
+    except InputError as exc:
+        problems.append(exc)
+    templates = Templates(config.prompts) if config.prompts is None or config.prompts.is_dir() else None
+    if templates is None:
+        problems.append(InputError(config.prompts, "--prompts must be a directory of .j2 templates"))
+    first_summary = None
+    if config.previous_summary is not None:
+        try:
+            first_summary = config.previous_summary.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(InputError(config.previous_summary, f"cannot read the previous summary: {exc}"))
+        else:
+            if not first_summary:
+                problems.append(InputError(config.previous_summary, "the previous summary is empty"))
+    _raise_all(problems)
+    assert therapist is not None and templates is not None
+    check_templates(templates, patients, therapist)
+    return RunPlan(config, patients, therapist, templates, first_summary)

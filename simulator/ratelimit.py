@@ -1,0 +1,85 @@
+"""Requests-per-minute and tokens-per-minute limits, so a run stays under a provider's
+limits instead of living on 429s. A wrapper backend like the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from simulator.backend import ChatBackend, ChatReply, ChatRequest
+
+CHARS_PER_TOKEN = 4
+DEFAULT_REPLY_TOKENS = 512
+
+
+class TokenBucket:
+    """Refills ``per_minute`` units a minute, holding at most a minute's worth."""
+
+    def __init__(
+        self,
+        per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = per_minute
+        self.level = per_minute
+        self.clock = clock
+        self.sleep = sleep
+        self.stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    async def take(self, amount: float) -> None:
+        amount = min(amount, self.capacity)
+        async with self._lock:
+            self._refill()
+            while self.level < amount:
+                await self.sleep((amount - self.level) / self.rate)
+                self._refill()
+            self.level -= amount
+
+    def give_back(self, amount: float) -> None:
+        self.level = min(self.capacity, self.level + amount)
+
+    def charge(self, amount: float) -> None:
+        self.level -= amount
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    prompt = sum(len(m.content) for m in request.messages) // CHARS_PER_TOKEN
+    return prompt + (request.settings.max_tokens or DEFAULT_REPLY_TOKENS)
+
+
+class RateLimitedBackend:
+    def __init__(
+        self,
+        inner: ChatBackend,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.requests = TokenBucket(requests_per_minute) if requests_per_minute else None
+        self.tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        estimate = estimate_tokens(request)
+        if self.requests is not None:
+            await self.requests.take(1)
+        if self.tokens is not None:
+            await self.tokens.take(estimate)
+        reply = await self.inner.complete(request)
+        if self.tokens is not None:
+            used = reply.usage.prompt_tokens + reply.usage.completion_tokens
+            if used:
+                self.tokens.charge(used - estimate)
+        return reply
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
