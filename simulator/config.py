@@ -140,6 +140,8 @@ class RunConfig(_Settings):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if self.min_turns > self.max_turns and "min_turns" not in self.model_fields_set:
+            object.__setattr__(self, "min_turns", self.max_turns)
         if self.min_turns > self.max_turns:
             raise ValueError(f"min_turns ({self.min_turns}) exceeds max_turns ({self.max_turns})")
         return self

@@ -16,6 +16,7 @@ from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.errors import BackendError
 from simulator.personas import Patient
 from simulator.summary import SECTIONS, format_sections, parse_sections
+from simulator.voice import first_to_second, first_to_third, pronouns_of, second_to_third, third_to_first
 
 OFFLINE_MODEL = "offline"
 
@@ -166,12 +167,12 @@ class _Therapist:
         sentences = [s for s in _sentences(self.last) if not s.endswith("?") and 4 <= _words(s) <= 30]
         if not sentences:
             return self.rng.choice(["Thank you for telling me that.", "I appreciate you sharing that."])
-        picked = _strip_end(self.rng.choice(sentences))
+        picked = _lower_first(_strip_end(self.rng.choice(sentences)))
         return self.rng.choice(
             [
-                f"It sounds like {_to_you(picked)}.",
-                f"What I'm hearing is that {_to_you(picked)}.",
-                f"So {_to_you(picked)}. That makes sense.",
+                f"It sounds like {first_to_second(picked)}.",
+                f"What I'm hearing is that {first_to_second(picked)}.",
+                f"So {first_to_second(picked)}. That makes sense.",
             ]
         )
 
@@ -213,6 +214,12 @@ class _Therapist:
             "What would you most like to be different by the end of our work together?"
         )
 
+    def _goals(self) -> str:
+        goals = list(self.p.goals) or ["feel more like myself again"]
+        picked = self.rng.sample(goals, k=min(2, len(goals)))
+        wish = " and ".join(_lower_first(_strip_end(g)) for g in picked)
+        return self._voice([f"I suppose I'd like to {wish}.", "I'm not sure that's realistic, though."])
+
     def _agenda(self) -> str:
         return (
             f"{self._echo()} Let's set our agenda for today. Of everything on your mind, "
@@ -252,7 +259,7 @@ class _Therapist:
     def _homework(self) -> str:
         goals = self.scene.patient.goals
         goal = (
-            f", which ties in with your goal to {_to_you(_lower_first(_strip_end(self.rng.choice(goals))))}"
+            f", which ties in with your goal to {first_to_second(_lower_first(_strip_end(self.rng.choice(goals))))}"
             if goals
             else ""
         )
@@ -276,25 +283,6 @@ class _Therapist:
         )
 
 
-def _to_you(text: str) -> str:
-    """First person to second person, for reflecting the patient's words back."""
-    swaps = {
-        "i": "you",
-        "i'm": "you're",
-        "i've": "you've",
-        "i'd": "you'd",
-        "i'll": "you'll",
-        "my": "your",
-        "me": "you",
-        "myself": "yourself",
-        "mine": "yours",
-        "am": "are",
-        "was": "were",
-    }
-    words = text.split()
-    return " ".join(swaps.get(w.lower(), w) for w in words)
-
-
 class _Patient:
     """Answers from the persona: problems, background, beliefs, notes, last homework."""
 
@@ -308,8 +296,11 @@ class _Patient:
         self.brief = any(w in style for w in ("short", "hesitant", "brief", "terse", "quiet"))
         self.rambling = any(w in style for w in ("long", "tangent", "story", "stories", "rambl", "verbose"))
         self.therapist_name = scene.therapist.name
+        self.nudged = messages[-1].role == "system"
 
     def reply(self) -> str:
+        if self.nudged:
+            return self._share()
         q = self.question
         patterns = re.compile("|".join(re.escape(p).replace("\\ ", " ") for p in _closing_keys()))
         if patterns.search(q) and "homework" not in q.split(".")[-1]:
@@ -320,7 +311,9 @@ class _Patient:
             return self._homework_report()
         if "past week" in q or "how have things been" in q or "mood" in q:
             return self._check_in()
-        if "different by the end" in q or "most important to focus" in q or "agenda" in q:
+        if "different by the end" in q:
+            return self._goals()
+        if "most important to focus" in q or "agenda" in q:
             return self._agenda()
         if "going through your mind" in q or "say to yourself" in q:
             return self._thought()
@@ -339,12 +332,14 @@ class _Patient:
         if self.rambling and self.p.background and self.rng.random() < 0.5:
             core.append(
                 "It reminds me of something, actually. "
-                + _to_first(self.rng.choice(_sentences(self.p.background)), self.p)
+                + third_to_first(
+                    self.rng.choice(_sentences(self.p.background)), self.p.name, pronouns_of(self.p.pronouns)
+                )
             )
         if self.brief:
             core = core[:2]
             if self.rng.random() < 0.5:
-                core[0] = self.rng.choice(["Um. ", "I guess... ", "Yeah. "]) + _lower_first(core[0])
+                core[0] = self.rng.choice(["Um, ", "I guess... ", "Yeah, "]) + _lower_first(core[0])
         return " ".join(core)
 
     def _pick(self, items: Sequence[str], fallback: str) -> str:
@@ -355,21 +350,24 @@ class _Patient:
         notes = self.scene.session_notes
         core = [f"Honestly, it's been a mixed week. I'd say about a {mood}."]
         if notes:
-            core.append(f"Something happened that I should mention: {_to_first(notes, self.p)}")
+            core.append(
+                f"Something happened that I should mention: {third_to_first(notes, self.p.name, pronouns_of(self.p.pronouns))}"
+            )
         else:
             problem = self._pick(self.p.presenting_problems, "everything piling up")
             core.append(f"The {_lower_first(problem)} has been there most days.")
         return self._voice(core)
 
     def _homework_report(self) -> str:
-        homework = parse_sections(self.scene.previous_summary).get("Homework assigned", [])
-        task = _lower_first(_strip_end(homework[0])) if homework else "the exercise"
+        homework = " ".join(parse_sections(self.scene.previous_summary).get("Homework assigned", []))
+        task = next((label for key, label in _TECHNIQUES if key in homework.lower()), "the homework")
+        task = re.sub(r"^an? ", "the ", task.split(" (")[0])
         done = self.rng.choice(
             ["a few times", "on three of the days", "twice, if I'm honest", "most days at first"]
         )
         return self._voice(
             [
-                f"I did try it, {done}. The one about {_to_first(task, self.p)}.",
+                f"I did try {task}, {done}.",
                 self.rng.choice(
                     [
                         "It was harder than I expected on the bad days, but I noticed the thought a bit sooner.",
@@ -379,6 +377,12 @@ class _Patient:
                 ),
             ]
         )
+
+    def _goals(self) -> str:
+        goals = list(self.p.goals) or ["feel more like myself again"]
+        picked = self.rng.sample(goals, k=min(2, len(goals)))
+        wish = " and ".join(_lower_first(_strip_end(g)) for g in picked)
+        return self._voice([f"I suppose I'd like to {wish}.", "I'm not sure that's realistic, though."])
 
     def _agenda(self) -> str:
         problem = self._pick(self.p.presenting_problems, "how stuck I feel")
@@ -428,7 +432,7 @@ class _Patient:
         return self._voice(
             [
                 "I could try it this week instead of falling back on the usual.",
-                f"Normally I'd just {_lower_first(_to_first(coping, self.p))}. That helps in the moment, but it doesn't really change anything.",
+                f"Normally I'd just {_lower_first(coping)}. That helps in the moment, but it doesn't really change anything.",
             ]
         )
 
@@ -445,7 +449,8 @@ class _Patient:
         core = ["That makes sense when you put it that way."]
         if personality:
             core.append(
-                "I guess I've always been like that. " + _to_first(self.rng.choice(personality), self.p)
+                "I guess I've always been like that. "
+                + third_to_first(self.rng.choice(personality), self.p.name, pronouns_of(self.p.pronouns))
             )
         return self._voice(core)
 
@@ -471,83 +476,48 @@ def _closing_keys() -> tuple[str, ...]:
     )
 
 
-_THIRD_TO_FIRST = {
-    "he": "I",
-    "she": "I",
-    "they": "I",
-    "his": "my",
-    "her": "my",
-    "their": "my",
-    "him": "me",
-    "them": "me",
-    "himself": "myself",
-    "herself": "myself",
-    "themselves": "myself",
-    "he's": "I'm",
-    "she's": "I'm",
-    "they're": "I'm",
-    "is": "am",
-}
-
-
-def _to_first(text: str, patient: Patient) -> str:
-    """Persona prose is written about the patient; the patient says it about themselves."""
-    first = patient.name.split()[0]
-    text = re.sub(rf"\b{re.escape(patient.name)}\b|\b{re.escape(first)}\b", "I", text)
-    out = []
-    subject_seen = False
-    for word in text.split():
-        bare = word.lower().strip(".,;:!?")
-        if bare in _THIRD_TO_FIRST and (bare != "is" or subject_seen):
-            swapped = _THIRD_TO_FIRST[bare]
-            subject_seen = swapped == "I"
-            out.append(
-                word.lower().replace(bare, swapped)
-                if swapped != "I"
-                else word.replace(word.strip(".,;:!?"), "I")
-            )
-        else:
-            subject_seen = False
-            out.append(word)
-    sentence = " ".join(out)
-    return sentence[:1].upper() + sentence[1:]
-
-
 def _summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     """Five sections extracted from the transcript the summarizer was given."""
     transcript = next((m.content for m in reversed(messages) if m.role == "user"), "")
     turns = re.findall(r"^(Patient|Therapist): (.*?)(?=^(?:Patient|Therapist): |\Z)", transcript, re.M | re.S)
+    turns = turns[1:] if turns and turns[0][0] == "Patient" else turns  # the opening is a template
     patient_sents = [s for speaker, text in turns if speaker == "Patient" for s in _sentences(text)]
     therapist_sents = [s for speaker, text in turns if speaker == "Therapist" for s in _sentences(text)]
     name = scene.patient.name.split()[0]
+    pronouns = pronouns_of(scene.patient.pronouns)
 
-    def third(sentence: str) -> str:
-        return _to_third(_strip_end(sentence), name, scene.patient.pronouns)
+    def reported(sentence: str) -> str:
+        text = first_to_third(_strip_end(sentence), pronouns)
+        return _capital(re.sub(rf"^{pronouns.subject}\b", name, text))
 
     topics = [
-        f"{name}'s wish to work on {_to_third(_strip_end(m), name, scene.patient.pronouns)}"
+        _capital(first_to_third(_strip_end(m), pronouns))
         for s in patient_sents
         for m in re.findall(r"(?:work on|talk about|focus on) (.+)", s)
     ]
-    topics += [f"Events of the week: {third(s)}" for s in patient_sents if "should mention" in s]
+    topics += [
+        "This week: " + first_to_third(_strip_end(s.split(": ", 1)[1]), pronouns)
+        for s in patient_sents
+        if "should mention: " in s
+    ]
     therapist_text = " ".join(therapist_sents).lower()
     techniques = list(dict.fromkeys(label for key, label in _TECHNIQUES if key in therapist_text))
     helpful = [
-        third(s) for s in patient_sents if re.search(r"\bhelp(ed|s|ful)?\b|less huge|makes sense", s, re.I)
+        reported(s) for s in patient_sents if re.search(r"\bhelp(ed|s|ful)?\b|less huge|makes sense", s, re.I)
     ]
     homework = [
-        _strip_end(re.sub(r"^.*?\bI'd like you to\s+", "", s)).capitalize()
+        _capital(second_to_third(_strip_end(re.sub(r"^.*?\bI'd like you to\s+", "", s)), pronouns))
         for s in therapist_sents
         if re.search(r"\bI'd like you to\b|\bfor homework\b", s, re.I)
     ]
     insights = [
-        third(s)
+        reported(s)
         for s in patient_sents
         if re.search(r"\bI realize|\bif I'm being fair|\bI noticed\b", s, re.I)
     ]
     sections = {
         SECTIONS[0]: _dedupe(topics)[:4],
-        SECTIONS[1]: techniques[:4],
+        SECTIONS[1]: [_capital(t) for t in techniques[:4]],
         SECTIONS[2]: _dedupe(helpful)[:3],
         SECTIONS[3]: _dedupe(homework)[:3],
         SECTIONS[4]: _dedupe(insights)[:3],
@@ -559,39 +529,5 @@ def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
-def _to_third(text: str, name: str, pronouns: str | None) -> str:
-    subject, obj, poss = "he", "him", "his"
-    if pronouns:
-        key = pronouns.lower()
-        if key.startswith("she"):
-            subject, obj, poss = "she", "her", "her"
-        elif key.startswith("they"):
-            subject, obj, poss = "they", "them", "their"
-    swaps = {
-        "i": name,
-        "i'm": f"{name} is",
-        "i've": f"{name} has",
-        "i'd": f"{name} would",
-        "i'll": f"{name} will",
-        "my": poss,
-        "me": obj,
-        "myself": f"{obj}self" if obj != "them" else "themselves",
-        "am": "is",
-    }
-    words = text.split()
-    out = []
-    for index, word in enumerate(words):
-        bare = word.lower().strip(",;:")
-        if bare in swaps:
-            rep = swaps[bare]
-            if bare == "i" and index > 0:
-                rep = subject
-            out.append(
-                word.lower().replace(bare, rep)
-                if bare not in ("i", "i'm", "i've", "i'd", "i'll") or index == 0
-                else rep + word[len(bare) :]
-            )
-        else:
-            out.append(word)
-    sentence = " ".join(out)
-    return sentence[:1].upper() + sentence[1:]
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

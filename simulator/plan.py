@@ -6,6 +6,7 @@ it at once, so that a run with bad input exits 2 without leaving a folder behind
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from simulator.backend import Scene
 from simulator.config import RunConfig
 from simulator.errors import InputError, InputErrors
-from simulator.personas import LoadedPersona, Patient, Therapist, load_patient, load_therapist
+from simulator.personas import LoadedPersona, Patient, Therapist, load_persona, load_therapist
 from simulator.session import SessionPrompts
 from simulator.templates import Templates
 
@@ -112,9 +113,15 @@ def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
     seen: dict[str, Path] = {}
     for path in persona_paths:
         try:
-            loaded = load_patient(path)
+            loaded = load_persona(path)
         except InputError as exc:
             problems.append(exc)
+            continue
+        if isinstance(loaded.persona, Therapist):
+            if len(persona_paths) == 1:
+                problems.append(InputError(path, "this is a therapist persona; `run` takes patient personas"))
+            else:
+                print(f"simulator: skipping {path}: a therapist persona (use --therapist)", file=sys.stderr)
             continue
         key = loaded.persona.key
         if key in seen:

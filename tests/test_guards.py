@@ -99,7 +99,10 @@ def test_ends_mid_sentence(text: str, expected: bool) -> None:
         ("No. I didn't. Well, maybe", "No. I didn't."),
         ('He asked, "Why?" she said. I', 'He asked, "Why?" she said.'),
         ("We met at 3 p.m. Then the kids came home and", "We met at 3 p.m."),
-        ("Homework:\n\n1. Write the letter.\n2. Practise daily.\n3. Carry the", "Homework:\n\n1. Write the letter.\n2. Practise daily."),
+        (
+            "Homework:\n\n1. Write the letter.\n2. Practise daily.\n3. Carry the",
+            "Homework:\n\n1. Write the letter.\n2. Practise daily.",
+        ),
         ("First paragraph ends here.\n\nSecond one is cut in the mid", "First paragraph ends here."),
         ("Already complete.  ", "Already complete."),
         ("Nothing complete here", None),
@@ -112,7 +115,9 @@ def test_trim_to_last_sentence(text: str, expected: str | None) -> None:
 
 
 def test_split_sentences_keeps_abbreviations_and_decimals() -> None:
-    assert split_sentences("I met Dr. Smith at 3 p.m. Then I left... and came back. It cost 2.50 dollars!") == [
+    assert split_sentences(
+        "I met Dr. Smith at 3 p.m. Then I left... and came back. It cost 2.50 dollars!"
+    ) == [
         "I met Dr. Smith at 3 p.m.",
         "Then I left... and came back.",
         "It cost 2.50 dollars!",
@@ -122,11 +127,27 @@ def test_split_sentences_keeps_abbreviations_and_decimals() -> None:
 @pytest.mark.parametrize(
     ("text", "continuation", "expected"),
     [
-        ("even when I'm not meeting my", "own high standards.", "even when I'm not meeting my own high standards."),
-        ("even when I'm not meeting my", " own high standards.", "even when I'm not meeting my own high standards."),
+        (
+            "even when I'm not meeting my",
+            "own high standards.",
+            "even when I'm not meeting my own high standards.",
+        ),
+        (
+            "even when I'm not meeting my",
+            " own high standards.",
+            "even when I'm not meeting my own high standards.",
+        ),
         # the continuation restates the tail
-        ("being gentle, even when I'm not meeting my", "even when I'm not meeting my own standards.", "being gentle, even when I'm not meeting my own standards."),
-        ("being gentle, even when I'm not meeting my", "Meeting my own standards.", "being gentle, even when I'm not Meeting my own standards."),
+        (
+            "being gentle, even when I'm not meeting my",
+            "even when I'm not meeting my own standards.",
+            "being gentle, even when I'm not meeting my own standards.",
+        ),
+        (
+            "being gentle, even when I'm not meeting my",
+            "Meeting my own standards.",
+            "being gentle, even when I'm not Meeting my own standards.",
+        ),
         # a word cut in half, restated whole or continued as a fragment
         ("to meet my own stan", "my own standards.", "to meet my own standards."),
         ("high standards, my own stan", "dards too.", "high standards, my own standards too."),
@@ -193,8 +214,11 @@ def test_stock_sentence_in_a_short_reply_is_not_a_repeat() -> None:
 
 def test_find_repeat_picks_the_most_similar_and_checks_threshold() -> None:
     text = THERAPIST[2]
-    earlier = [THERAPIST[0], text + " Thanks.", THERAPIST[1], text]
-    assert find_repeat(text, earlier) == 3
+    reworded = re.sub(r"\byou\b", "one", text)
+    assert DEFAULT_REPETITION_THRESHOLD < similarity(text, reworded) < 1.0
+    earlier = [THERAPIST[0], reworded, THERAPIST[1], text, text + " Thanks."]
+    assert find_repeat(text, earlier) == 3  # the best score, and the first of equals
+    assert find_repeat(text, earlier[:3]) == 1
     assert find_repeat(text, []) is None
     with pytest.raises(ValueError):
         find_repeat(text, earlier, 0.0)
@@ -225,7 +249,9 @@ def test_reference_meta_paragraph_is_removed_and_the_rest_kept() -> None:
     assert "The therapist has also given the patient" not in result.text
     assert "1. Kindness meditation" not in result.text
     assert result.text == REPEATED.split("\n\n" + META_START)[0].strip()
-    assert result.text.endswith("don't hesitate to reach out if you need any support or guidance along the way.")
+    assert result.text.endswith(
+        "don't hesitate to reach out if you need any support or guidance along the way."
+    )
 
 
 def test_reference_in_role_messages_are_untouched() -> None:
@@ -264,7 +290,11 @@ def test_reference_in_role_messages_are_untouched() -> None:
         ("Take care.\n\n*End of session*\n\nNotes: ...", "Take care.", ("meta_commentary_removed",)),
         ("*smiles warmly* Welcome back, Marcus.", "Welcome back, Marcus.", ("stage_direction_removed",)),
         ("Welcome back. [pauses] How was it?", "Welcome back. How was it?", ("stage_direction_removed",)),
-        ("That's great. (nods) Let's continue.", "That's great. Let's continue.", ("stage_direction_removed",)),
+        (
+            "That's great. (nods) Let's continue.",
+            "That's great. Let's continue.",
+            ("stage_direction_removed",),
+        ),
         ("I *really* appreciate your effort.", "I *really* appreciate your effort.", ()),
         ("**Homework:** write the letter.", "**Homework:** write the letter.", ()),
         ("Remember this, Marcus: you are enough.", "Remember this, Marcus: you are enough.", ()),
@@ -447,7 +477,9 @@ def test_summary_heading_variants(heading: str, name: str) -> None:
 
 
 def test_clean_summary_reports_missing_sections() -> None:
-    result = clean_summary("Main topics discussed:\n- Sleep\n\nHomework assigned:\n\nInsights:\n- Rest matters")
+    result = clean_summary(
+        "Main topics discussed:\n- Sleep\n\nHomework assigned:\n\nInsights:\n- Rest matters"
+    )
     assert not result.ok
     assert result.missing == (
         "Techniques/exercises introduced",
