@@ -151,17 +151,21 @@ class _Therapist:
         self.closing_turn = max(planned, needed)
         wrap_up = any(m.role == "system" for m in messages[1:])
         if wrap_up:
-            self.closing_turn = min(self.closing_turn, self.turn + 1)
+            self.closing_turn = max(min(self.closing_turn, self.turn + 1), needed)
 
     def reply(self) -> str:
-        if self.turn >= self.closing_turn:
+        if self.turn == self.closing_turn:
             return self._close()
         if self.turn == self.closing_turn - 1:
             return self._homework()
         steps = [self._check_in, self._bridge, self._agenda]
         work = [self._thought, self._evidence, self._alternative, self._experiment, self._friend]
         plan = steps + work
-        return plan[min(self.turn, len(plan) - 1)]()
+        if self.turn < len(plan):
+            return plan[self.turn]()
+        if self.turn > self.closing_turn and (self.turn - self.closing_turn) % 3 == 0:
+            return self._close()  # the last closing did not end the session: try again later
+        return work[self.turn % len(work)]()
 
     def _echo(self) -> str:
         sentences = [s for s in _sentences(self.last) if not s.endswith("?") and 4 <= _words(s) <= 30]

@@ -86,7 +86,9 @@ def test_automatic_backend_choice_says_so(tmp_path: Path) -> None:
 def test_max_turns_and_start_with_previous_summary(tmp_path: Path) -> None:
     summary = tmp_path / "s7.txt"
     summary.write_text("Main topics discussed:\n- Kindness meditation\n")
-    run_dir = _run(tmp_path, "--start", "8", "--previous-summary", summary, "--max-turns", "6")
+    config = tmp_path / "never_ends.yaml"
+    config.write_text("end_phrases: {therapist: [], patient: []}\n")
+    run_dir = _run(tmp_path, "--start", "8", "--previous-summary", summary, "--max-turns", "6", "--config", config)
     record = json.loads((run_dir / "marcus_thompson" / "session_08.json").read_text())
     assert record["messages"][0]["content"].startswith("Hi, I'm Marcus Thompson. This is my 8th CBT session.")
     assert record["messages"][0]["content"].endswith("- Kindness meditation")
