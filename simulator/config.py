@@ -148,7 +148,7 @@ class RunConfig(_Settings):
 
     def role(self, role: str) -> RoleSettings:
         """Settings for one agent, with the model flags folded in (per-role flag > --model)."""
-        base = self.roles.get(role, RoleSettings())  # type: ignore[call-overload]
+        base: RoleSettings = self.roles.get(role, RoleSettings())  # type: ignore[call-overload]
         flag_model = getattr(self, f"{role}_model") or self.model
         updates: dict[str, Any] = {}
         if flag_model:

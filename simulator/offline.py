@@ -218,12 +218,6 @@ class _Therapist:
             "What would you most like to be different by the end of our work together?"
         )
 
-    def _goals(self) -> str:
-        goals = list(self.p.goals) or ["feel more like myself again"]
-        picked = self.rng.sample(goals, k=min(2, len(goals)))
-        wish = " and ".join(_lower_first(_strip_end(g)) for g in picked)
-        return self._voice([f"I suppose I'd like to {wish}.", "I'm not sure that's realistic, though."])
-
     def _agenda(self) -> str:
         return (
             f"{self._echo()} Let's set our agenda for today. Of everything on your mind, "

@@ -24,10 +24,8 @@ TEMPLATE_NAMES = ("therapist.j2", "patient.j2", "opening.j2", "summarizer.j2")
 def ordinal(value: int) -> str:
     """8 -> '8th', 21 -> '21st', 112 -> '112th'."""
     number = int(value)
-    if 10 <= number % 100 <= 20:
-        suffix = "th"
-    else:
-        suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    teens = 10 <= number % 100 <= 20
+    suffix = "th" if teens else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
 
 

@@ -41,8 +41,7 @@ _WORD = re.compile(r"^([\"'“‘(]*)(.*?)([\"'”’),.;:!?]*)$")
 
 
 _PAST = frozenset(
-    "was were had did said found felt went got kept made took thought knew came saw told left "
-    "could would should might must can will really just never always also still".split()
+    ["was", "were", "had", "did", "said", "found", "felt", "went", "got", "kept", "made", "took", "thought", "knew", "came", "saw", "told", "left", "could", "would", "should", "might", "must", "can", "will", "really", "just", "never", "always", "also", "still"]
 )
 
 
