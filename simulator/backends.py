@@ -12,8 +12,16 @@ from simulator.offline import OfflineBackend
 from simulator.ratelimit import RateLimitedBackend
 
 
+OFFLINE_NOTICE = (
+    "simulator: offline backend: deterministic replies built from the personas, no model "
+    "(run.json and every record say backend: offline)"
+)
+
+
 def choose_backend(config: RunConfig) -> str:
     """--backend when given; else openai when a key or base URL is configured, else offline."""
+    if config.backend == "offline":
+        print(OFFLINE_NOTICE, file=sys.stderr)
     if config.backend is not None:
         return config.backend
     if os.environ.get(config.api_key_env) or config.base_url or os.environ.get("OPENAI_BASE_URL"):
