@@ -11,7 +11,6 @@ from simulator.config import RunConfig
 from simulator.offline import OfflineBackend
 from simulator.ratelimit import RateLimitedBackend
 
-
 OFFLINE_NOTICE = (
     "simulator: offline backend: deterministic replies built from the personas, no model "
     "(run.json and every record say backend: offline)"

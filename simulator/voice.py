@@ -41,7 +41,39 @@ _WORD = re.compile(r"^([\"'“‘(]*)(.*?)([\"'”’),.;:!?]*)$")
 
 
 _PAST = frozenset(
-    ["was", "were", "had", "did", "said", "found", "felt", "went", "got", "kept", "made", "took", "thought", "knew", "came", "saw", "told", "left", "could", "would", "should", "might", "must", "can", "will", "really", "just", "never", "always", "also", "still"]
+    [
+        "was",
+        "were",
+        "had",
+        "did",
+        "said",
+        "found",
+        "felt",
+        "went",
+        "got",
+        "kept",
+        "made",
+        "took",
+        "thought",
+        "knew",
+        "came",
+        "saw",
+        "told",
+        "left",
+        "could",
+        "would",
+        "should",
+        "might",
+        "must",
+        "can",
+        "will",
+        "really",
+        "just",
+        "never",
+        "always",
+        "also",
+        "still",
+    ]
 )
 
 

@@ -39,14 +39,19 @@ def test_three_session_series_in_reference_format(tmp_path: Path) -> None:
         speakers = re.findall(r"^(Patient|Therapist): ", messages, re.M)
         assert speakers == [m["speaker"] for m in record["messages"]]
         assert speakers[:3] == ["Patient", "Therapist", "Patient"]
-        assert f"Reason: {record['termination']['reason']}\nDetails: {record['termination']['details']}\n" in text
+        assert (
+            f"Reason: {record['termination']['reason']}\nDetails: {record['termination']['details']}\n"
+            in text
+        )
         assert record["termination"]["reason"] == "Natural Session End"
         assert record["termination"]["details"].startswith("Detected end phrase: '")
         assert record["status"] == "complete" and record["backend"] == "offline"
         assert all(m["model"] == "offline" for m in record["messages"][1:])
     assert "This is my 1st CBT session." in texts[0] and "Last time" not in texts[0].split("\n\n")[1]
     opening_2 = records[1]["messages"][0]["content"]
-    assert opening_2.startswith("Hi, I'm Marcus Thompson. This is my 2nd CBT session. Last time we talked about:")
+    assert opening_2.startswith(
+        "Hi, I'm Marcus Thompson. This is my 2nd CBT session. Last time we talked about:"
+    )
     assert opening_2.endswith(records[0]["summary"])
     assert records[2]["previous_summary"] == records[1]["summary"]
     run = json.loads((run_dir / "run.json").read_text())
@@ -73,7 +78,9 @@ def test_offline_replies_come_from_the_persona(tmp_path: Path) -> None:
     # Session 2's scripted note and Marcus's own problems and goals surface in what he says.
     assert "I stayed until seven twice this week" in text
     assert "falling asleep" in text or "perfectionism" in text
-    priya = (_run(tmp_path, run_id="p", persona=PERSONAS / "priya_shah.yaml") / "priya_shah" / "session_01.txt").read_text()
+    priya = (
+        _run(tmp_path, run_id="p", persona=PERSONAS / "priya_shah.yaml") / "priya_shah" / "session_01.txt"
+    ).read_text()
     assert "Priya" in priya and "Marcus" not in priya
 
 
@@ -88,11 +95,17 @@ def test_max_turns_and_start_with_previous_summary(tmp_path: Path) -> None:
     summary.write_text("Main topics discussed:\n- Kindness meditation\n")
     config = tmp_path / "never_ends.yaml"
     config.write_text("end_phrases: {therapist: [], patient: []}\n")
-    run_dir = _run(tmp_path, "--start", "8", "--previous-summary", summary, "--max-turns", "6", "--config", config)
+    run_dir = _run(
+        tmp_path, "--start", "8", "--previous-summary", summary, "--max-turns", "6", "--config", config
+    )
     record = json.loads((run_dir / "marcus_thompson" / "session_08.json").read_text())
     assert record["messages"][0]["content"].startswith("Hi, I'm Marcus Thompson. This is my 8th CBT session.")
     assert record["messages"][0]["content"].endswith("- Kindness meditation")
-    assert record["termination"] == {"reason": "Max Turns Reached", "details": "Reached 6 messages", "message_index": 5}
+    assert record["termination"] == {
+        "reason": "Max Turns Reached",
+        "details": "Reached 6 messages",
+        "message_index": 5,
+    }
     assert len(record["messages"]) == 6
 
 
@@ -100,7 +113,19 @@ def test_python_dash_m_from_another_directory(tmp_path: Path) -> None:
     """Default therapist and templates are package data, found without the checkout as cwd."""
     env = {**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator", "run", str(MARCUS), "--backend", "offline", "--out", "out", "--run-id", "x"],
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "run",
+            str(MARCUS),
+            "--backend",
+            "offline",
+            "--out",
+            "out",
+            "--run-id",
+            "x",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

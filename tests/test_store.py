@@ -20,7 +20,9 @@ def _record(status: str = "complete") -> SessionRecord:
         therapist_id="nova",
         previous_summary="Main topics discussed:\n- x",
         messages=[
-            Message(speaker="Patient", content="Hi, I'm Marcus Thompson. This is my 8th CBT session.", index=0),
+            Message(
+                speaker="Patient", content="Hi, I'm Marcus Thompson. This is my 8th CBT session.", index=0
+            ),
             Message(speaker="Therapist", content="Welcome back.\n\nHow was the week?", index=1),
         ],
         termination=Termination(
@@ -48,12 +50,16 @@ def test_transcript_matches_reference_layout() -> None:
     )
 
 
-@pytest.mark.parametrize(("number", "stem"), [(1, "session_01"), (8, "session_08"), (12, "session_12"), (123, "session_123")])
+@pytest.mark.parametrize(
+    ("number", "stem"), [(1, "session_01"), (8, "session_08"), (12, "session_12"), (123, "session_123")]
+)
 def test_session_numbers_are_zero_padded(number: int, stem: str) -> None:
     assert session_stem(number) == stem
 
 
-def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_leaves_old_file_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "session_01.txt"
     atomic_write(target, "old complete text")
 
