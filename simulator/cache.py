@@ -2,11 +2,13 @@
 
 It wraps any backend through the same protocol. A hit returns the stored text and costs no
 tokens (its usage is zero; the hit is counted). WAL mode and a busy timeout make one file safe
-for many concurrent sessions and for several processes at once.
+for many concurrent sessions and for several processes at once; identical requests in flight
+at the same moment are sent once, and the others wait for that reply (and count as hits).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -29,10 +31,12 @@ CREATE TABLE IF NOT EXISTS replies (
 """
 
 
-def request_key(request: ChatRequest, endpoint: str) -> str:
-    """Digest of the endpoint, model, messages, parameters and seed (and, for the offline
-    backend whose replies come from the scene, the persona and session)."""
-    scene = request.scene
+def request_key(request: ChatRequest, endpoint: str, *, scene_matters: bool = False) -> str:
+    """Digest of the endpoint, model, messages, parameters (seed included) and role; with
+    ``scene_matters`` (the offline backend, whose replies come from the scene rather than the
+    messages) also the persona, the session and the scene's seed. Replicas in ``base_urls``
+    serve one model, so they are left out: a reply from one is good for all."""
+    scene = request.scene if scene_matters else None
     shape: dict[str, Any] = {
         "endpoint": endpoint,
         "role": request.role,
@@ -58,11 +62,13 @@ class CachedBackend:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise InputError(path, f"cannot use as a response cache: {exc}") from None
         self.hits = 0
         self.misses = 0
+        self._in_flight: dict[str, asyncio.Future[ChatReply | None]] = {}
 
     def _get(self, key: str) -> tuple[str, str, str | None, str] | None:
         with self._lock:
@@ -80,26 +86,45 @@ class CachedBackend:
             )
 
     async def complete(self, request: ChatRequest) -> ChatReply:
-        key = request_key(request, self.endpoint)
+        key = request_key(request, self.endpoint, scene_matters=self.name == "offline")
         row = self._get(key)
         if row is not None:
             self.hits += 1
             content, model, finish_reason, usage = row
-            return ChatReply(
-                content=content,
-                model=model,
-                finish_reason=finish_reason,
-                usage=Usage(),
-                cache_hit=True,
-                extra={"cached_usage": json.loads(usage)},
-            )
+            return _hit(content, model, finish_reason, json.loads(usage))
+        waiting = self._in_flight.get(key)
+        if waiting is not None:
+            shared = await asyncio.shield(waiting)
+            if shared is None:  # the first asker failed or was stopped: ask again ourselves
+                return await self.complete(request)
+            self.hits += 1
+            return _hit(shared.content, shared.model, shared.finish_reason, shared.usage.as_dict())
         self.misses += 1
-        reply = await self.inner.complete(request)
-        if reply.finish_reason != "error":
-            self._put(key, reply)
-        return reply
+        future: asyncio.Future[ChatReply | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        reply: ChatReply | None = None
+        try:
+            reply = await self.inner.complete(request)
+            if reply.finish_reason != "error":
+                self._put(key, reply)
+            return reply
+        finally:
+            del self._in_flight[key]
+            future.set_result(reply)
 
     async def aclose(self) -> None:
         with self._lock:
             self._db.close()
         await self.inner.aclose()
+
+
+def _hit(content: str, model: str, finish_reason: str | None, usage: dict[str, Any]) -> ChatReply:
+    """A reply from the cache: no tokens spent now; what the original cost is kept in ``extra``."""
+    return ChatReply(
+        content=content,
+        model=model,
+        finish_reason=finish_reason,
+        usage=Usage(),
+        cache_hit=True,
+        extra={"cached_usage": usage},
+    )

@@ -17,6 +17,7 @@ import click
 
 from simulator import __version__, commands
 from simulator.errors import InputError, InputErrors, SimulatorError
+from simulator.importers import FORMATS, import_file, write_personas
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,3 +149,16 @@ def validate(paths: tuple[Path, ...]) -> None:
     """Check persona files, config files and templates (default: personas/ prompts/)."""
     summary = commands.validate(list(paths) or [Path("personas"), Path("prompts")])
     click.echo(summary)
+
+
+@main.command("import")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--force", is_flag=True, help="Overwrite persona files that already exist.")
+@handles_errors
+def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
+    """Convert third-party persona data in FILE (FORMAT: patient-psi, talkdep, consistent-mi,
+    eeyore) into one patient persona YAML file per record in --out."""
+    for path in write_personas(import_file(fmt, file), out_dir, force=force):
+        click.echo(str(path))

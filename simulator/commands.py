@@ -1,60 +1,189 @@
-"""The commands as library calls: ``run``, ``resume``, ``replay``, ``validate``."""
+"""The commands as library calls: ``run``, ``resume``, ``replay``, ``merge``, ``validate``."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from simulator.backends import choose_backend, make_backend
-from simulator.config import RunConfig, load_config
+from simulator.backend import ChatBackend
+from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
+from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.personas import LoadedPersona, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
-from simulator.runner import INPUTS, Runner, RunState, create_run, load_state
+from simulator.runner import (
+    INPUTS,
+    Listener,
+    Runner,
+    RunState,
+    create_run,
+    load_state,
+    snapshot_settings,
+)
 from simulator.session import now
+from simulator.shards import merge_runs, select_shard, shard_record
 from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
 
+EXIT_INTERRUPTED = 130
+SHOW_CURSOR = "\x1b[?25h"
+"""Sent before quitting at once from a terminal: the live display hides the cursor."""
+REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start", "sessions")
+"""Source-run settings a replay does not take over: it is a new run of other sessions."""
 
-def _shard(paths: list[Path], shard: tuple[int, int] | None) -> list[Path]:
-    if shard is None:
-        return paths
-    index, total = shard
-    return [p for i, p in enumerate(sorted(paths, key=lambda p: p.stem)) if i % total == index - 1]
+
+def _say(line: str) -> None:
+    print(f"simulator: {line}", file=sys.stderr, flush=True)
 
 
-async def _execute(plan: RunPlan, state: RunState, backend_name: str, progress: bool | None) -> int:
-    backend = make_backend(plan.config, backend_name)
+async def _execute(
+    plan: RunPlan,
+    state: RunState,
+    backend: ChatBackend,
+    *,
+    progress: bool | None,
+    listeners: Iterable[Listener],
+    owned: bool,
+) -> int:
+    """Run the plan's pending sessions into ``state``'s folder; close the backend if we made it.
+
+    Raises KeyboardInterrupt (the CLI's exit 130) once a Ctrl-C has stopped the run cleanly.
+    """
     runner = Runner(plan, backend, state)
+    state.listeners.extend(listeners)
+    stop = _Stop()
     try:
-        with attach_progress(state, plan, enabled=progress):
+        with stop.installed(), attach_progress(state, plan.config, enabled=progress):
             return await runner.run()
+    except asyncio.CancelledError:
+        if stop.signals:
+            raise KeyboardInterrupt from None
+        raise
     finally:
-        await backend.aclose()
+        if owned:
+            try:
+                await backend.aclose()
+            except asyncio.CancelledError:
+                if not stop.signals:
+                    raise  # a Ctrl-C that came as the run ended: the run is whole, let it end
+
+
+class _Stop:
+    """Ctrl-C (or SIGTERM) handling for a run: the first one cancels the run, which stops
+    starting sessions and writes the ones in flight as interrupted; a second one ends the
+    process at once. Whatever instant it lands, the folder stays resumable: files are
+    atomic, and resume reconciles run.json with them."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signals = 0
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        installed: list[signal.Signals] = []
+        for signum in self.SIGNALS:
+            try:
+                loop.add_signal_handler(signum, self._on_signal, task)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signals here: asyncio.run's own handling
+            installed.append(signum)
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, task: asyncio.Task[Any] | None) -> None:
+        self.signals += 1
+        if self.signals > 1 or task is None:
+            if sys.stderr.isatty():
+                sys.stderr.write(SHOW_CURSOR)
+            _say("stopped at once; `simulator resume RUN_DIR` finishes the run")
+            os._exit(EXIT_INTERRUPTED)
+        _say("stopping: writing the sessions in flight as interrupted (Ctrl-C again to quit at once)")
+        task.cancel()
+
+
+def _check_models(config: RunConfig, backend_name: str) -> None:
+    """An endpoint needs a model name for every role: say so before a run folder exists."""
+    if backend_name != "openai":
+        return
+    missing = [role for role in ROLES if not config.role(role).model]
+    if missing:
+        flags = " or ".join(f"--{role}-model" for role in missing)
+        raise InputError(
+            "--model",
+            f"no model set for the {', '.join(missing)}: pass --model or {flags}, "
+            f"or set `roles.<role>.model` in the config",
+        )
+
+
+def _pin_endpoint(config: RunConfig, backend_name: str) -> RunConfig:
+    """Save the endpoint that $OPENAI_BASE_URL chose in the settings, so resume reaches the
+    same server whatever the environment says then (never a URL with credentials in it)."""
+    env_url = os.environ.get("OPENAI_BASE_URL")
+    if backend_name != "openai" or config.base_url is not None or not env_url:
+        return config
+    parts = urlsplit(env_url)
+    if parts.username is not None or parts.password is not None:
+        return config
+    return config.model_copy(update={"base_url": env_url})
 
 
 async def run(
-    personas: list[Path], config_file: Path | None, flags: dict[str, Any], *, progress: bool | None
+    personas: list[Path],
+    config_file: Path | None,
+    flags: dict[str, Any],
+    *,
+    progress: bool | None,
+    backend: ChatBackend | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> int:
+    """``simulator run``. ``backend`` replaces the configured one (tests, embedding);
+    ``listeners`` hear every session start and end."""
     config = load_config(config_file, flags)
     if config.start > 1 and config.previous_summary is None:
         raise InputError(
             "--start", f"--start {config.start} needs --previous-summary FILE (the summary that opens it)"
         )
-    plan = load_plan(config, _shard(personas, config.shard_parts()))
+    plan = load_plan(config, personas)
+    shard = config.shard_parts()
+    everyone = [p.persona.key for p in plan.patients]
+    plan.patients = select_shard(plan.patients, shard)
     if not plan.patients:
-        raise InputError("--shard", f"shard {config.shard} of {len(personas)} personas is empty")
-    backend_name = choose_backend(config)
-    state = create_run(plan, backend_name, command="run")
-    return await _execute(plan, state, backend_name, progress)
+        raise InputError("--shard", f"shard {config.shard} of {len(everyone)} personas is empty")
+    backend_name = backend.name if backend is not None else choose_backend(config)
+    _check_models(config, backend_name)
+    plan.config = _pin_endpoint(config, backend_name)
+    owned = backend is None
+    chat = backend if backend is not None else make_backend(plan.config, backend_name)
+    try:
+        extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
+        state = create_run(plan, backend_name, command="run", extra=extra)
+    except BaseException:
+        if owned:
+            await chat.aclose()
+        raise
+    with state.store.lock():
+        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
 
 def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tuple[RunPlan, str]:
     """The plan a run folder was started with, from its snapshot of inputs and settings."""
     run_dir = state.store.run_dir
-    settings = dict(state.data["settings"])
+    settings = snapshot_settings(run_dir, state.data["settings"])
     settings.update(updates or {})
     try:
         config = RunConfig.model_validate(settings)
@@ -64,19 +193,35 @@ def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tu
     return load_plan(config, personas), str(state.data["backend"])
 
 
-async def resume(run_dir: Path, *, concurrency: int | None, progress: bool | None) -> int:
+async def resume(
+    run_dir: Path,
+    *,
+    concurrency: int | None,
+    progress: bool | None,
+    backend: ChatBackend | None = None,
+    listeners: Iterable[Listener] = (),
+) -> int:
+    """``simulator resume``: run every session that is not complete, with the run's own
+    settings and inputs, after a Ctrl-C, a failure or a SIGKILL alike."""
     state = load_state(run_dir)
-    if state.data.get("status") == "complete":
-        raise RunStateError(run_dir, "run is already complete; nothing to resume")
-    plan, backend_name = _plan_from_run(state, {"concurrency": concurrency} if concurrency else None)
-    for sessions in state.data["sessions"].values():
-        for entry in sessions.values():
-            if entry.get("status") == "running":
-                entry["status"] = "interrupted"
-    state.data["status"] = "running"
-    state.data["resumes"].append(now())
-    state.save()
-    return await _execute(plan, state, backend_name, progress)
+    with state.store.lock():
+        plan, backend_name = _plan_from_run(state, {"concurrency": concurrency} if concurrency else None)
+        for change in state.reconcile():
+            _say(change)
+        if all(entry.get("status") == "complete" for _, _, entry in state.entries()):
+            if state.data.get("status") != "complete":
+                state.finish("complete", plan.config)
+            _say(f"{run_dir}: every session is complete; nothing to resume")
+            return 0
+        if backend is None and backend_name == "offline":
+            print(OFFLINE_NOTICE, file=sys.stderr)
+        owned = backend is None
+        chat = backend if backend is not None else make_backend(plan.config, backend_name)
+        state.data["status"] = "running"
+        state.data["ended_at"] = None
+        state.data["resumes"].append(now())
+        state.save(force=True)
+        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
 
 async def replay(
@@ -87,37 +232,66 @@ async def replay(
     flags: dict[str, Any],
     *,
     progress: bool | None,
+    backend: ChatBackend | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> int:
+    """``simulator replay``: a new run of ``persona_id`` from session ``session_number`` on,
+    opened with the summary session K-1 left in ``run_dir``, with any setting changed."""
     source = load_state(run_dir)
     if persona_id not in source.data["inputs"]["personas"]:
         known = ", ".join(sorted(source.data["inputs"]["personas"]))
         raise InputError("--persona", f"no persona {persona_id!r} in {run_dir} (it has: {known})")
-    settings = dict(source.data["settings"])
     previous, origin = _summary_before(source, persona_id, session_number)
-    for key in ("run_id", "previous_summary", "shard", "cache"):
-        settings.pop(key, None)
-    file_settings = load_mapping(config_file, "config file") if config_file is not None else {}
+    inherited = snapshot_settings(run_dir, source.data["settings"])
+    for key in REPLAY_NOT_INHERITED:
+        inherited.pop(key, None)
+    from_file = (
+        load_config(config_file, {}).model_dump(mode="json", exclude_unset=True)
+        if config_file is not None
+        else {}
+    )
     given = {k: v for k, v in flags.items() if v is not None}
-    merged = {
-        **settings,
-        **file_settings,
-        **given,
-        "start": session_number,
-        "sessions": given.get("sessions", 1),
-    }
+    merged = {**inherited, **from_file, **given, "start": session_number}
+    merged.setdefault("sessions", 1)
     config = load_config(None, merged)
     plan = load_plan(config, [run_dir / INPUTS / "personas" / f"{persona_id}.yaml"])
     plan.first_summary = previous
-    backend_name = choose_backend(config) if "backend" in given else str(source.data["backend"])
+    if backend is not None:
+        backend_name = backend.name
+    elif config.backend is not None:
+        backend_name = choose_backend(config)
+    else:
+        backend_name = str(source.data["backend"])
+        if backend_name == "offline":
+            print(OFFLINE_NOTICE, file=sys.stderr)
+    _check_models(config, backend_name)
+    plan.config = _pin_endpoint(config, backend_name)
+    source_settings = source.data["settings"]
+    changed = sorted(
+        key
+        for key, value in plan.config.model_dump(mode="json").items()
+        if key not in (*REPLAY_NOT_INHERITED, "therapist", "prompts", "out")
+        and source_settings.get(key) != value
+    )
     branched = {
         "run_dir": str(run_dir),
         "run_id": source.data["run_id"],
         "persona": persona_id,
         "session": session_number,
         "previous_summary_from": origin,
+        "changed_settings": changed,
+        "backend": source.data["backend"],
     }
-    state = create_run(plan, backend_name, command="replay", branched_from=branched)
-    return await _execute(plan, state, backend_name, progress)
+    owned = backend is None
+    chat = backend if backend is not None else make_backend(plan.config, backend_name)
+    try:
+        state = create_run(plan, backend_name, command="replay", branched_from=branched)
+    except BaseException:
+        if owned:
+            await chat.aclose()
+        raise
+    with state.store.lock():
+        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
 
 def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str | None, str | None]:
@@ -130,7 +304,7 @@ def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str
     if number == start:
         path = source.store.run_dir / INPUTS / "previous_summary.txt"
         if path.is_file():
-            return path.read_text(encoding="utf-8").strip(), str(path.relative_to(source.store.run_dir))
+            return path.read_text(encoding="utf-8").strip(), path.relative_to(source.store.run_dir).as_posix()
         return None, None
     store: RunStore = source.store
     if not store.is_complete(persona_id, number - 1):
@@ -139,7 +313,17 @@ def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str
         )
     record = store.read_session(persona_id, number - 1)
     path = store.session_path(persona_id, number - 1, ".json")
-    return record.summary, str(path.relative_to(store.run_dir))
+    return record.summary, path.relative_to(store.run_dir).as_posix()
+
+
+def merge(run_dirs: list[Path], into: Path) -> str:
+    """``simulator merge``: shard run folders into one run folder; returns the report line."""
+    state = merge_runs(run_dirs, into)
+    totals = state.data["totals"]
+    return (
+        f"merged {len(run_dirs)} run folders into {into}: {len(state.data['sessions'])} personas, "
+        f"{totals.get('complete', 0)}/{totals['sessions']} sessions complete (status {state.data['status']})"
+    )
 
 
 def validate(paths: list[Path]) -> str:

@@ -38,13 +38,14 @@ DEFAULT_THERAPIST_END_PHRASES: tuple[str, ...] = (
 DEFAULT_PATIENT_END_PHRASES: tuple[str, ...] = (
     r"\bsee you (?:next (?:week|time|session)|then|soon|at (?:our|the) next session)\b",
     r"\b(?:good)?bye\b(?: for now)?(?!\s+(?:to|from)\b)",
-    r"\bthanks? (?:you )?again\b",
+    r"\bthanks? (?:you )?again(?: for (?:today|everything|this|the session|your (?:help|time)))?(?:,? \w+)?\W*$",
     r"\btalk to you (?:next (?:week|time|session)|soon|then)\b",
     r"\buntil next (?:week|time|session)\b",
     r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day)\b",
     r"\btake care\b(?! of\b)",
 )
-"""Patient goodbyes."""
+"""Patient goodbyes. Thanks are not one by themselves ("Thanks again, that helps. It was a hard
+week."): "thanks again" counts only as the message's last words ("..., Nova.", "... for today.")."""
 
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "´": "'"})
 _QUOTED = [

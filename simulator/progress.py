@@ -1,102 +1,137 @@
-"""Where a run is: a live display on a terminal, plain log lines otherwise."""
+"""Where a run is: a live display on a terminal, plain log lines otherwise.
+
+Both views read the same counters, kept from the runner's session events: sessions done per
+persona and in all, sessions running, tokens, cache hits, estimated cost, failed sessions.
+The counters start from run.json, so a resumed run shows what it had already done.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from simulator.config import RunConfig
 from simulator.records import TokenCounts
 from simulator.runner import RunState, SessionEvent, estimate_cost
 
-if TYPE_CHECKING:
-    from simulator.plan import RunPlan
+LIVE_REFRESH_PER_SECOND = 4
 
 
 class Progress:
     """Counts sessions per persona, tokens, cost and errors from the runner's events."""
 
-    def __init__(self, state: RunState, plan: RunPlan) -> None:
-        self.plan = plan
-        self.state = state
-        self.total = sum(len(s) for s in state.data["sessions"].values())
-        self.done: dict[str, int] = {
-            pid: sum(1 for e in s.values() if e.get("status") == "complete")
-            for pid, s in state.data["sessions"].items()
+    def __init__(self, state: RunState, config: RunConfig) -> None:
+        self.config = config
+        self.run_id = str(state.data["run_id"])
+        self.backend = str(state.data["backend"])
+        sessions: dict[str, dict[str, dict[str, object]]] = state.data["sessions"]
+        self.planned = {pid: len(s) for pid, s in sessions.items()}
+        self.total = sum(self.planned.values())
+        self.done = {
+            pid: sum(1 for e in s.values() if e.get("status") == "complete") for pid, s in sessions.items()
         }
-        self.planned = {pid: len(s) for pid, s in state.data["sessions"].items()}
+        self.running: set[tuple[str, int]] = set()
         self.errors = 0
-        self.tokens: dict[str, TokenCounts] = {}
+        self.tokens: dict[str, TokenCounts] = state.usage()
 
     def update(self, event: SessionEvent) -> None:
-        if event.record is None:
+        key = (event.persona_id, event.session_number)
+        if event.status == "running":
+            self.running.add(key)
             return
+        self.running.discard(key)
         if event.status == "complete":
             self.done[event.persona_id] = self.done.get(event.persona_id, 0) + 1
         elif event.status == "failed":
             self.errors += 1
-        for role, counts in event.record.usage.items():
-            self.tokens.setdefault(role, TokenCounts()).merge(counts)
+        if event.record is not None:
+            for role, counts in event.record.usage.items():
+                self.tokens.setdefault(role, TokenCounts()).merge(counts)
 
     def line(self, event: SessionEvent) -> str:
-        done = sum(self.done.values())
-        text = f"[{done}/{self.total}] {event.persona_id} session {event.session_number}: {event.status}"
-        if event.record is not None and event.record.termination is not None:
-            text += f" ({event.record.termination.reason})"
-        return text + f"; {self._tokens()} tokens{self._cost()}, {self.errors} errors"
+        """``[3/16] marcus_thompson session 2: complete (Natural Session End); 1234 tokens, ...``"""
+        text = f"[{sum(self.done.values())}/{self.total}] {event.persona_id} session {event.session_number}: {event.status}"
+        record = event.record
+        if record is not None and record.termination is not None:
+            text += f" ({record.termination.reason})"
+        if record is not None and record.error:
+            text += f": {record.error}"
+        return f"{text}; {self.counters()}"
 
-    def _tokens(self) -> int:
-        return sum(c.prompt_tokens + c.completion_tokens for c in self.tokens.values())
-
-    def _cost(self) -> str:
-        cost = estimate_cost(self.tokens, self.plan.config)
-        return f", ~${cost:.4f}" if cost is not None else ""
-
-    def table(self) -> Table:
-        table = Table(title=f"run {self.state.data['run_id']} ({self.state.data['backend']})")
-        table.add_column("persona")
-        table.add_column("sessions", justify="right")
-        for pid, planned in self.planned.items():
-            table.add_row(pid, f"{self.done.get(pid, 0)}/{planned}")
-        table.caption = (
-            f"{sum(self.done.values())}/{self.total} sessions, {self._tokens()} tokens{self._cost()}, "
+    def counters(self) -> str:
+        totals = self._totals()
+        hits = f", {totals.cache_hits} cache hits" if totals.cache_hits else ""
+        return (
+            f"{totals.prompt_tokens + totals.completion_tokens} tokens{hits}{self._cost()}, "
             f"{self.errors} errors"
         )
-        return table
+
+    def _totals(self) -> TokenCounts:
+        total = TokenCounts()
+        for counts in self.tokens.values():
+            total.merge(counts)
+        return total
+
+    def _cost(self) -> str:
+        cost = estimate_cost(self.tokens, self.config)
+        return f", ~${cost:.4f}" if cost is not None else ""
+
+    def view(self) -> RenderableType:
+        """The live display: a row per persona, then the run's totals on one line."""
+        table = Table(title=f"run {self.run_id} ({self.backend})", title_justify="left")
+        table.add_column("persona")
+        table.add_column("sessions", justify="right")
+        table.add_column("running")
+        for pid, planned in self.planned.items():
+            now = ", ".join(f"session {n}" for p, n in sorted(self.running) if p == pid)
+            table.add_row(pid, f"{self.done.get(pid, 0)}/{planned}", now)
+        return Group(table, Text(self.status()))
+
+    def status(self) -> str:
+        done = sum(self.done.values())
+        return f"{done}/{self.total} sessions done, {len(self.running)} running; {self.counters()}"
 
 
 @contextmanager
-def attach_progress(state: RunState, plan: RunPlan, *, enabled: bool | None) -> Iterator[None]:
-    """Live table when stderr is a terminal (or --progress), log lines when it is not."""
-    progress = Progress(state, plan)
-    live_wanted = sys.stderr.isatty() if enabled is None else enabled
+def attach_progress(
+    state: RunState, config: RunConfig, *, enabled: bool | None, stream: TextIO | None = None
+) -> Iterator[Progress]:
+    """Live table when ``stream`` (stderr) is a terminal or ``enabled``; one log line per
+    finished session when it is not (or ``enabled`` is False), so logs stay greppable."""
+    out = stream if stream is not None else sys.stderr
+    progress = Progress(state, config)
+    live_wanted = out.isatty() if enabled is None else enabled
     if not live_wanted:
 
         def log(event: SessionEvent) -> None:
             progress.update(event)
             if event.record is not None:
-                print(progress.line(event), file=sys.stderr, flush=True)
+                print(progress.line(event), file=out, flush=True)
 
         state.listeners.append(log)
         try:
-            yield
+            yield progress
         finally:
             state.listeners.remove(log)
         return
-    console = Console(stderr=True)
-    with Live(progress.table(), console=console, refresh_per_second=4, transient=False) as live:
+    console = Console(file=out)
+    with Live(
+        progress.view(), console=console, refresh_per_second=LIVE_REFRESH_PER_SECOND, transient=False
+    ) as live:
 
         def show(event: SessionEvent) -> None:
             progress.update(event)
-            live.update(progress.table())
+            live.update(progress.view())
 
         state.listeners.append(show)
         try:
-            yield
+            yield progress
         finally:
             state.listeners.remove(show)

@@ -45,10 +45,15 @@ class TokenBucket:
             self.level -= amount
 
     def give_back(self, amount: float) -> None:
+        """Return units taken for something that did not happen."""
+        self._refill()
         self.level = min(self.capacity, self.level + amount)
 
     def charge(self, amount: float) -> None:
-        self.level -= amount
+        """Settle an estimate: positive takes more (the level may go below zero, and the next
+        ``take`` waits it out), negative returns the excess."""
+        self._refill()
+        self.level = min(self.capacity, self.level - amount)
 
 
 def estimate_tokens(request: ChatRequest) -> int:
@@ -57,16 +62,27 @@ def estimate_tokens(request: ChatRequest) -> int:
 
 
 class RateLimitedBackend:
+    """Waits for the request and token budgets before each request reaches ``inner``.
+
+    Tokens are taken by estimate before the request (prompt characters / 4 plus the reply
+    limit) and settled against the usage the reply reports; a request that fails gives its
+    token estimate back (a request still counts against the request budget). Placed under the
+    cache, so cache hits spend neither budget.
+    """
+
     def __init__(
         self,
         inner: ChatBackend,
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.inner = inner
         self.name = inner.name
-        self.requests = TokenBucket(requests_per_minute) if requests_per_minute else None
-        self.tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
+        self.requests = TokenBucket(requests_per_minute, clock, sleep) if requests_per_minute else None
+        self.tokens = TokenBucket(tokens_per_minute, clock, sleep) if tokens_per_minute else None
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         estimate = estimate_tokens(request)
@@ -74,7 +90,12 @@ class RateLimitedBackend:
             await self.requests.take(1)
         if self.tokens is not None:
             await self.tokens.take(estimate)
-        reply = await self.inner.complete(request)
+        try:
+            reply = await self.inner.complete(request)
+        except BaseException:
+            if self.tokens is not None:
+                self.tokens.give_back(estimate)
+            raise
         if self.tokens is not None:
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens
             if used:

@@ -3,11 +3,25 @@ message, the termination detector decides when it ends, the summarizer closes it
 
 Knows nothing about files or HTTP: it talks to one :class:`ChatBackend` and fills in a
 :class:`SessionRecord` as it goes, so a caller that cancels it still holds the partial session.
+
+Every repair a guard makes is a short flag on the message (or in ``summary_flags``):
+
+=========================  =====================================================================
+``truncated_continued``    cut at the token limit, then finished by a continuation request
+``truncated_trimmed``      still cut after continuing (or cut by the role guard): trimmed back to
+                           its last complete sentence
+``regenerated_repetition`` an attempt nearly repeated the speaker's earlier message; asked again
+``regenerated_empty``      an attempt was empty, or nothing was left once out-of-role text was cut
+``role_label_stripped``, ``other_speaker_cut``, ``meta_commentary_removed``,
+``stage_direction_removed``  role repairs (see :func:`simulator.guards.check_role`)
+``summary_*``              summary repairs (see :func:`simulator.guards.clean_summary`), plus
+                           ``summary_regenerated`` and ``summary_incomplete``
+=========================  =====================================================================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
@@ -30,6 +44,22 @@ from simulator.records import (
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
 OTHER: dict[Speaker, Speaker] = {"Patient": "Therapist", "Therapist": "Patient"}
 
+DEFAULT_ROLE_NUDGE = (
+    "Write only your own next message in this conversation, in your own voice: no lines for the "
+    "other person, no labels, no comments about the conversation."
+)
+"""Sent with a regeneration when the last attempt was empty or entirely out of role."""
+DEFAULT_SUMMARY_RETRY_NOTE = (
+    "Rewrite the summary with exactly the five sections, in order, as 'Heading:' lines followed by "
+    "'- ' bullets, and nothing before or after them. Missing or out of order: {missing}."
+)
+"""Sent once more to the summarizer when sections are missing; ``{missing}`` names them."""
+SNIPPET_WORDS = 12
+"""Words of a repeated message quoted in the nudge and the termination details."""
+RESTART_WORDS = 6
+"""A continuation opening with the cut reply's first this-many words restarted it."""
+CUT_BY_ROLE_GUARD = frozenset({"other_speaker_cut", "meta_commentary_removed"})
+
 
 @dataclass(frozen=True)
 class SessionPrompts:
@@ -41,18 +71,32 @@ class SessionPrompts:
     summarizer: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Candidate:
+    """One attempt at a message, after the truncation and role guards."""
+
     text: str
     reply: ChatReply
-    flags: tuple[str, ...]
-    usage: TokenCounts
+    flags: list[str] = field(default_factory=list)
+    usage: TokenCounts = field(default_factory=TokenCounts)
+    cut_empty: bool = False
+    """Nothing was written before the token limit (a reasoning model can spend it all)."""
 
 
 class RepetitionLoop(Exception):
-    def __init__(self, index: int, earlier: int) -> None:
+    """A speaker kept repeating its earlier message after every regeneration."""
+
+    def __init__(self, speaker: Speaker, index: int, earlier: int, score: float, text: str) -> None:
+        self.speaker = speaker
         self.index = index
         self.earlier = earlier
+        self.score = score
+        self.text = text
+        super().__init__(f"{speaker} message {index} repeated message {earlier}")
+
+
+class NoUsableReply(BackendError):
+    """Every attempt at a message was empty or out of role."""
 
 
 def now() -> str:
@@ -77,6 +121,38 @@ def transcript_text(messages: list[Message]) -> str:
     return "\n\n".join(f"{m.speaker}: {m.content}" for m in messages)
 
 
+def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
+    """The first few words of a message, on one line, for details and nudges."""
+    parts = text.split()
+    return " ".join(parts[:words]) + ("…" if len(parts) > words else "")
+
+
+def extend_reply(text: str, continuation: str) -> str:
+    """A cut reply plus the model's continuation of it. A model asked to continue sometimes
+    starts the whole reply again instead: then the continuation replaces the cut reply."""
+    head = guards.normalize(continuation).split()[:RESTART_WORDS]
+    if len(head) == RESTART_WORDS and guards.normalize(text).split()[:RESTART_WORDS] == head:
+        return continuation.strip()
+    return guards.join_continuation(text, continuation)
+
+
+def _trimmed(text: str, flags: list[str]) -> str:
+    """``text`` cut back to its last complete sentence ("" when none is), flagged if it changed."""
+    trimmed = guards.trim_to_last_sentence(text) or ""
+    if trimmed != text:
+        flags.append("truncated_trimmed")
+    return trimmed
+
+
+def repetition_details(loop: RepetitionLoop, regenerations: int) -> str:
+    """The ``Repetition Loop`` termination details: which message repeated which."""
+    tries = f"{regenerations} regeneration{'s' if regenerations != 1 else ''}"
+    return (
+        f"{loop.speaker} message {loop.index} repeated {loop.speaker} message {loop.earlier} "
+        f'(similarity {loop.score:.2f}) after {tries}, so it was not kept: "{snippet(loop.text)}"'
+    )
+
+
 class SessionRunner:
     """Runs one session into ``record``; see :func:`run_session`."""
 
@@ -98,6 +174,9 @@ class SessionRunner:
             "Therapist": compile_phrases(config.end_phrases.therapist),
             "Patient": compile_phrases(config.end_phrases.patient),
         }
+        # Not (yet) run-config keys; read them when the config grows them.
+        self.role_nudge = str(getattr(self.guards, "role_nudge", DEFAULT_ROLE_NUDGE))
+        self.summary_retry_note = str(getattr(self.guards, "summary_retry_note", DEFAULT_SUMMARY_RETRY_NOTE))
 
     async def run(self) -> SessionRecord:
         record = self.record
@@ -127,10 +206,7 @@ class SessionRunner:
             except RepetitionLoop as loop:
                 record.termination = Termination(
                     reason=REPETITION,
-                    details=(
-                        f"{speaker} message {loop.index} repeated message {loop.earlier} "
-                        f"after {self.guards.max_regenerations} regenerations"
-                    ),
+                    details=repetition_details(loop, self.guards.max_regenerations),
                     message_index=loop.earlier,
                 )
                 return
@@ -147,24 +223,31 @@ class SessionRunner:
                     and self.config.patient_goodbye
                     and len(record.messages) < max_turns
                 ):
-                    try:
-                        goodbye = await self._turn("Patient", goodbye=True)
-                    except RepetitionLoop:
-                        return
-                    record.messages.append(goodbye)
+                    await self._goodbye()
                 return
             speaker = OTHER[speaker]
         record.termination = Termination(
             reason=MAX_TURNS, details=f"Reached {max_turns} messages", message_index=max_turns - 1
         )
 
+    async def _goodbye(self) -> None:
+        """The patient's last word after the therapist closes; skipped when none is usable."""
+        try:
+            goodbye = await self._turn("Patient", goodbye=True)
+        except NoUsableReply:
+            return
+        self.record.messages.append(goodbye)
+
     def _end_phrase(self, message: Message) -> str | None:
+        """The end phrase that closes the session at ``message`` (already appended), if any.
+        Runs on the cleaned text, so meta commentary after a goodbye cannot hide it."""
         if len(self.record.messages) < self.config.min_turns:
             return None
         return find_end_phrase(message.content, self.phrases[message.speaker])
 
     def _view(self, speaker: Speaker) -> list[ChatMessage]:
-        """The conversation from one agent's side: its system prompt, its turns as assistant."""
+        """The conversation from one agent's side: its system prompt, its turns as assistant,
+        and for the therapist near ``max_turns`` a trailing wrap-up note."""
         system = self.prompts.therapist if speaker == "Therapist" else self.prompts.patient
         view = [ChatMessage("system", system)]
         for m in self.record.messages:
@@ -174,8 +257,7 @@ class SessionRunner:
             view.append(ChatMessage("system", self.config.wrap_up_note))
         return view
 
-    async def _call(self, speaker: Speaker, messages: list[ChatMessage], purpose: str) -> ChatReply:
-        role = ROLE_OF[speaker]
+    async def _call(self, role: Role, messages: list[ChatMessage], purpose: str) -> ChatReply:
         request = ChatRequest(
             role=role,
             messages=tuple(messages),
@@ -188,39 +270,56 @@ class SessionRunner:
         return reply
 
     async def _turn(self, speaker: Speaker, *, goodbye: bool = False) -> Message:
-        """One message, through every guard; regenerated (with a nudge) when a guard says so."""
+        """One message, through every guard; regenerated (with a nudge) when a guard says so.
+
+        Raises :class:`RepetitionLoop` when the last attempt still repeats an earlier message,
+        and :class:`NoUsableReply` when no attempt left anything in role.
+        """
         view = self._view(speaker)
-        earlier = [m for m in self.record.messages if m.speaker == speaker and "template" not in m.flags]
+        earlier = [m for m in self.record.messages if m.speaker == speaker]
         usage = TokenCounts()
-        flags: list[str] = []
+        regenerations: list[str] = []
         nudge: str | None = None
         attempts = self.guards.max_regenerations + 1
-        repeat_of: int | None = None
+        repeat: RepetitionLoop | None = None
+        cut_empty = 0
         for attempt in range(attempts):
-            messages = view + ([ChatMessage("system", nudge)] if nudge else [])
-            candidate = await self._candidate(speaker, messages, "turn" if attempt == 0 else "regeneration")
+            messages = [*view, ChatMessage("system", nudge)] if nudge else view
+            purpose = "turn" if attempt == 0 else "regeneration"
+            candidate = await self._candidate(speaker, messages, purpose)
             usage.merge(candidate.usage)
-            flags.extend(candidate.flags)
-            if candidate.text is None or not candidate.text:
-                flags.append("regenerated_empty")
-                nudge = None
+            repeat = None
+            if not candidate.text:
+                regenerations.append("regenerated_empty")
+                cut_empty += int(candidate.cut_empty)
+                nudge = self.role_nudge
                 continue
             hit = (
-                guards.find_repeat(
+                None
+                if goodbye
+                else guards.find_repeat(
                     candidate.text, [m.content for m in earlier], self.guards.repetition_threshold
                 )
-                if not goodbye
-                else None
             )
             if hit is not None:
-                repeat_of = earlier[hit].index
-                flags.append(f"regenerated_repetition_of_{repeat_of}")
-                nudge = self.guards.repetition_nudge
+                repeated = earlier[hit]
+                score = guards.similarity(candidate.text, repeated.content)
+                repeat = RepetitionLoop(
+                    speaker, len(self.record.messages), repeated.index, score, candidate.text
+                )
+                regenerations.append("regenerated_repetition")
+                nudge = f'{self.guards.repetition_nudge} (You already said: "{snippet(repeated.content)}")'
                 continue
-            return self._message(speaker, candidate, usage, flags)
-        if repeat_of is not None:
-            raise RepetitionLoop(len(self.record.messages), repeat_of)
-        raise BackendError(f"{ROLE_OF[speaker]}: no usable message after {attempts} attempts (empty replies)")
+            return self._message(speaker, candidate, usage, [*regenerations, *candidate.flags])
+        if repeat is not None:
+            raise repeat
+        role = ROLE_OF[speaker]
+        reason = "empty or out of role"
+        if cut_empty == attempts:
+            reason = (
+                f"the token limit was reached before any text: raise `roles.{role}.max_tokens` in the config"
+            )
+        raise NoUsableReply(f"{role}: no usable message after {attempts} attempts ({reason})")
 
     def _message(
         self, speaker: Speaker, candidate: _Candidate, usage: TokenCounts, flags: list[str]
@@ -235,43 +334,60 @@ class SessionRunner:
             usage=usage,
             latency_s=round(reply.latency_s, 4),
             request_id=reply.request_id,
-            flags=list(dict.fromkeys(flags)),
+            flags=flags,
         )
+
+    async def _complete_reply(
+        self, role: Role, messages: list[ChatMessage], purpose: str, usage: TokenCounts
+    ) -> tuple[ChatReply, int]:
+        """A reply, continued (at most ``max_continuations`` times) while cut at the token limit.
+
+        The continuation request is the same conversation plus the cut reply as the assistant's
+        turn and a system note asking to go on from where it stopped. Returns the joined reply
+        (its ``finish_reason`` is the last request's) and how many continuations it took.
+        """
+        reply = await self._call(role, messages, purpose)
+        usage.add(reply.usage, cache_hit=reply.cache_hit)
+        text = reply.content.lstrip()
+        continuations = 0
+        while (
+            reply.finish_reason == "length" and text.strip() and continuations < self.guards.max_continuations
+        ):
+            continuations += 1
+            follow = [
+                *messages,
+                ChatMessage("assistant", text.rstrip()),
+                ChatMessage("system", self.guards.continue_note),
+            ]
+            more = await self._call(role, follow, "continuation")
+            usage.add(more.usage, cache_hit=more.cache_hit)
+            text = extend_reply(text, more.content)
+            reply = replace(
+                more,
+                usage=reply.usage + more.usage,
+                latency_s=reply.latency_s + more.latency_s,
+                cache_hit=reply.cache_hit and more.cache_hit,
+            )
+        return replace(reply, content=text), continuations
 
     async def _candidate(self, speaker: Speaker, messages: list[ChatMessage], purpose: str) -> _Candidate:
         """A reply made whole (continued or trimmed) and kept in role; text may come back empty."""
-        reply = await self._call(speaker, messages, purpose)
         usage = TokenCounts()
-        usage.add(reply.usage, cache_hit=reply.cache_hit)
-        flags: list[str] = []
+        reply, continuations = await self._complete_reply(ROLE_OF[speaker], messages, purpose, usage)
         text = reply.content.strip()
-        continuations = 0
-        while reply.finish_reason == "length" and continuations < self.guards.max_continuations:
-            continuations += 1
-            follow = messages + [
-                ChatMessage("assistant", text),
-                ChatMessage("system", self.guards.continue_note),
-            ]
-            more = await self._call(speaker, follow, "continuation")
-            usage.add(more.usage, cache_hit=more.cache_hit)
-            text = guards.join_continuation(text, more.content)
-            reply = ChatReply(
-                content=text,
-                model=more.model,
-                finish_reason=more.finish_reason,
-                usage=reply.usage + more.usage,
-                latency_s=reply.latency_s + more.latency_s,
-                request_id=more.request_id,
-            )
-            flags.append("truncated_continued")
-        if reply.finish_reason == "length" or (flags and guards.ends_mid_sentence(text)):
-            trimmed = guards.trim_to_last_sentence(text)
-            flags.append("truncated_trimmed")
-            text = trimmed or ""
+        flags = ["truncated_continued"] if continuations else []
+        cut = reply.finish_reason in ("length", "content_filter")
+        cut_empty = reply.finish_reason == "length" and not text
+        if text and (cut or (continuations and guards.ends_mid_sentence(text))):
+            text = _trimmed(text, flags)
         checked = guards.check_role(text, speaker, self._names(speaker))
-        flags.extend(checked.flags)
+        flags.extend(f for f in checked.flags if f != "empty")
         text = "" if checked.needs_regeneration else checked.text.strip()
-        return _Candidate(text=text, reply=reply, flags=tuple(flags), usage=usage)
+        if text and CUT_BY_ROLE_GUARD & set(checked.flags) and guards.ends_mid_sentence(text):
+            text = _trimmed(text, flags)
+        return _Candidate(
+            text=text, reply=reply, flags=list(dict.fromkeys(flags)), usage=usage, cut_empty=cut_empty
+        )
 
     def _names(self, speaker: Speaker) -> tuple[str, ...]:
         patient, therapist = self.scene.patient.name, self.scene.therapist.name
@@ -282,37 +398,45 @@ class SessionRunner:
         )
 
     async def _summarize(self) -> None:
+        """Ask for the five-section summary, clean it, ask once more (``summary_retries``)
+        when sections are missing, and keep the most complete answer."""
         record = self.record
-        messages = [
+        base = [
             ChatMessage("system", self.prompts.summarizer),
             ChatMessage("user", transcript_text(record.messages)),
         ]
+        messages = base
+        best: tuple[guards.SummaryCheck, list[str]] | None = None
+        regenerations: list[str] = []
         for attempt in range(self.guards.summary_retries + 1):
-            request = ChatRequest(
-                role="summarizer",
-                messages=tuple(messages),
-                settings=self.config.role("summarizer"),
-                scene=self.scene,
-                purpose="summary",
-            )
-            reply = await self.backend.complete(request)
-            record.role_usage("summarizer").add(reply.usage, cache_hit=reply.cache_hit)
-            checked = guards.clean_summary(reply.content)
-            record.summary_flags.extend(f for f in checked.flags if f not in record.summary_flags)
-            record.summary = checked.text
+            if attempt:
+                regenerations.append("summary_regenerated")
+            usage = TokenCounts()
+            purpose = "summary" if attempt == 0 else "regeneration"
+            reply, continuations = await self._complete_reply("summarizer", messages, purpose, usage)
+            text = reply.content
+            flags = ["summary_truncated_continued"] if continuations else []
+            if reply.finish_reason == "length" and "\n" in text.strip():
+                text = text.strip().rsplit("\n", 1)[0]  # drop the line being written when cut
+                flags.append("summary_truncated_trimmed")
+            checked = guards.clean_summary(text)
+            flags.extend(checked.flags)
+            if best is None or len(checked.missing) < len(best[0].missing):
+                best = (checked, flags)
             if checked.ok:
-                return
+                break
             missing = ", ".join(checked.missing)
-            record.summary_flags.append(f"summary_missing_sections_attempt_{attempt + 1}")
-            messages = messages[:2] + [
-                ChatMessage("assistant", reply.content),
-                ChatMessage(
-                    "user",
-                    "Rewrite the summary with exactly the five sections, in order, as 'Heading:' "
-                    f"lines followed by '- ' bullets. Missing or out of order: {missing or 'order'}.",
-                ),
+            messages = [
+                *base,
+                ChatMessage("assistant", reply.content.strip() or "(no summary)"),
+                ChatMessage("user", self.summary_retry_note.replace("{missing}", missing)),
             ]
-        record.summary_flags.append("summary_incomplete")
+        assert best is not None
+        checked, flags = best
+        record.summary = checked.text
+        record.summary_flags = [*regenerations, *dict.fromkeys(flags)]
+        if not checked.ok:
+            record.summary_flags.append("summary_incomplete")
 
 
 async def run_session(

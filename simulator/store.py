@@ -2,7 +2,9 @@
 
 A file under a final name is always whole: it is written to a temporary file in the same
 folder, flushed to disk, then renamed over the final name. Completed sessions are never
-rewritten; sessions that did not complete are kept under ``.partial`` names.
+rewritten; sessions that did not complete are kept under ``.partial`` names. The session's
+``.json`` is written last, so its presence under the final name is what marks completion: a
+process killed at any instant leaves a folder that ``resume`` can read.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +21,38 @@ from simulator.errors import RunStateError
 from simulator.records import SessionRecord
 from simulator.transcript import format_transcript, session_stem
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+"""What ``open()`` would have made; ``mkstemp`` makes 0600, too tight for shared datasets."""
+
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 PARTIAL = ".partial"
+TMP_SUFFIX = ".tmp"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves either the old file or the new one."""
+def atomic_write(path: Path, text: str, *, sync: bool = True) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    ``sync=False`` skips the fsync: still atomic against a killed process, only a power cut
+    can lose the newest version (used for run.json, which ``resume`` rebuilds from the files).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,6 +80,9 @@ class RunStore:
     def is_complete(self, persona_id: str, number: int) -> bool:
         return self.session_path(persona_id, number, ".json").is_file()
 
+    def has_partial(self, persona_id: str, number: int) -> bool:
+        return self.session_path(persona_id, number, ".json", partial=True).is_file()
+
     def write_session(self, record: SessionRecord) -> Path:
         """Complete sessions go under final names (json last, so it marks completion);
         anything else under ``.partial`` names that a later resume replaces."""
@@ -71,14 +97,15 @@ class RunStore:
         atomic_write(txt, format_transcript(record))
         atomic_write(data, to_json(record.model_dump(mode="json")))
         if complete:
-            for suffix in (".txt", ".json"):
-                self.session_path(record.persona_id, record.session_number, suffix, partial=True).unlink(
-                    missing_ok=True
-                )
+            self.drop_partial(record.persona_id, record.session_number)
         return data
 
-    def read_session(self, persona_id: str, number: int) -> SessionRecord:
-        path = self.session_path(persona_id, number, ".json")
+    def drop_partial(self, persona_id: str, number: int) -> None:
+        for suffix in (".txt", ".json"):
+            self.session_path(persona_id, number, suffix, partial=True).unlink(missing_ok=True)
+
+    def read_session(self, persona_id: str, number: int, *, partial: bool = False) -> SessionRecord:
+        path = self.session_path(persona_id, number, ".json", partial=partial)
         try:
             return SessionRecord.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -87,7 +114,7 @@ class RunStore:
             raise RunStateError(path, f"damaged session record: {exc}") from None
 
     def write_run(self, data: dict[str, Any]) -> None:
-        atomic_write(self.run_file, to_json(data))
+        atomic_write(self.run_file, to_json(data), sync=False)
 
     def read_run(self) -> dict[str, Any]:
         try:
@@ -99,3 +126,41 @@ class RunStore:
         if not isinstance(data, dict):
             raise RunStateError(self.run_file, "damaged run.json: not an object")
         return data
+
+    def remove_temporaries(self) -> int:
+        """Delete the temporary files a killed process left behind; returns how many."""
+        removed = 0
+        for folder in (self.run_dir, *(p for p in self.run_dir.iterdir() if p.is_dir())):
+            for path in folder.glob(f".*{TMP_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for this process, so two processes never write the same run.
+
+        An advisory ``flock`` on ``.lock``: the kernel drops it when the holder dies, so a
+        ``resume`` after SIGKILL is never refused by a stale lock.
+        """
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        path = self.run_dir / LOCK_FILE
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunStateError(
+                    self.run_dir, f"run folder is in use by {holder}; wait for it to end"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
