@@ -162,3 +162,14 @@ def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
     eeyore) into one patient persona YAML file per record in --out."""
     for path in write_personas(import_file(fmt, file), out_dir, force=force):
         click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--into", required=True, type=click.Path(path_type=Path), help="The merged run folder to create."
+)
+@handles_errors
+def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
+    """Put the run folders of `run --shard I/N` together into one run folder."""
+    click.echo(commands.merge(list(run_dirs), into))

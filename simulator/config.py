@@ -19,10 +19,18 @@ DEFAULT_WRAP_UP_NOTE = (
     "agree on homework, briefly summarise, and close the session warmly."
 )
 DEFAULT_REPETITION_NUDGE = (
-    "Your last reply repeated something you already said earlier in this session. "
+    "Your draft of this reply repeated something you already said earlier in this session. "
     "Say something new that moves the conversation forward, in a few sentences."
 )
 DEFAULT_CONTINUE_NOTE = "Continue exactly where you stopped, finishing the sentence. Do not repeat."
+DEFAULT_ROLE_NUDGE = (
+    "Write only your own next message in this conversation, in your own voice: no lines for the "
+    "other person, no labels, no comments about the conversation."
+)
+DEFAULT_SUMMARY_RETRY_NOTE = (
+    "Rewrite the summary with exactly the five sections, in order, as 'Heading:' lines followed by "
+    "'- ' bullets, and nothing before or after them. Missing or out of order: {missing}."
+)
 
 
 class _Settings(BaseModel):
@@ -70,6 +78,10 @@ class GuardSettings(_Settings):
     summary_retries: int = Field(default=1, ge=0)
     repetition_nudge: str = DEFAULT_REPETITION_NUDGE
     continue_note: str = DEFAULT_CONTINUE_NOTE
+    role_nudge: str = DEFAULT_ROLE_NUDGE
+    """Sent with a regeneration when the last attempt was empty or entirely out of role."""
+    summary_retry_note: str = DEFAULT_SUMMARY_RETRY_NOTE
+    """Sent when the summary lacks sections; ``{missing}`` becomes their names."""
 
 
 class RetrySettings(_Settings):

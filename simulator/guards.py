@@ -233,12 +233,12 @@ def normalize(text: str) -> str:
     return text.strip()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _tokens(text: str) -> tuple[str, ...]:
     return tuple(normalize(text).split())
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _shingles(text: str) -> frozenset[tuple[str, ...]]:
     tokens = _tokens(text)
     return frozenset(tokens[i : i + _SHINGLE] for i in range(len(tokens) - _SHINGLE + 1))

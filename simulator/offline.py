@@ -8,6 +8,7 @@ say at this point of a structured session. Same seed, same text.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ class OfflineBackend:
         self.seed = 0 if seed is None else seed
 
     async def complete(self, request: ChatRequest) -> ChatReply:
+        await asyncio.sleep(0)  # yield, so --concurrency interleaves personas as a real backend does
         scene = request.scene
         if scene is None:
             raise BackendError(f"{request.role}: the offline backend needs the session scene")

@@ -17,6 +17,9 @@ REPETITION = "Repetition Loop"
 ERROR = "Error"
 INTERRUPTED = "Interrupted"
 
+NOT_REPAIRS = frozenset({"template"})
+"""Message flags that say where a message came from, not what was repaired: not counted."""
+
 
 class TokenCounts(BaseModel):
     prompt_tokens: int = 0
@@ -82,5 +85,7 @@ class SessionRecord(BaseModel):
     def flag_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for flag in [f for m in self.messages for f in m.flags] + self.summary_flags:
+            if flag in NOT_REPAIRS:
+                continue
             counts[flag] = counts.get(flag, 0) + 1
         return counts

@@ -44,16 +44,6 @@ from simulator.records import (
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
 OTHER: dict[Speaker, Speaker] = {"Patient": "Therapist", "Therapist": "Patient"}
 
-DEFAULT_ROLE_NUDGE = (
-    "Write only your own next message in this conversation, in your own voice: no lines for the "
-    "other person, no labels, no comments about the conversation."
-)
-"""Sent with a regeneration when the last attempt was empty or entirely out of role."""
-DEFAULT_SUMMARY_RETRY_NOTE = (
-    "Rewrite the summary with exactly the five sections, in order, as 'Heading:' lines followed by "
-    "'- ' bullets, and nothing before or after them. Missing or out of order: {missing}."
-)
-"""Sent once more to the summarizer when sections are missing; ``{missing}`` names them."""
 SNIPPET_WORDS = 12
 """Words of a repeated message quoted in the nudge and the termination details."""
 RESTART_WORDS = 6
@@ -175,8 +165,8 @@ class SessionRunner:
             "Patient": compile_phrases(config.end_phrases.patient),
         }
         # Not (yet) run-config keys; read them when the config grows them.
-        self.role_nudge = str(getattr(self.guards, "role_nudge", DEFAULT_ROLE_NUDGE))
-        self.summary_retry_note = str(getattr(self.guards, "summary_retry_note", DEFAULT_SUMMARY_RETRY_NOTE))
+        self.role_nudge = self.guards.role_nudge
+        self.summary_retry_note = self.guards.summary_retry_note
 
     async def run(self) -> SessionRecord:
         record = self.record

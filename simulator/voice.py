@@ -105,7 +105,7 @@ def _swap(text: str, convert: dict[str, str], verb: str | None) -> str:
     """Replace whole words by ``convert``; ``verb`` says how to inflect the word after a subject."""
     out: list[str] = []
     after_subject = False
-    for token in text.split():
+    for token in text.replace("’", "'").split():
         match = _WORD.match(token)
         assert match is not None
         lead, core, trail = match.groups()

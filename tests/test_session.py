@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 
 from simulator.backend import ChatReply, ChatRequest, Scene, Usage
-from simulator.config import GuardSettings, RunConfig
+from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
 from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.records import SessionRecord
 from simulator.session import (
-    DEFAULT_ROLE_NUDGE,
     SessionPrompts,
     extend_reply,
     run_session,
