@@ -97,7 +97,7 @@ class OfflineBackend:
         elif request.purpose == "continuation":
             text = "and that's where I'd like to leave it for now."
         elif request.role == "therapist":
-            text = _Therapist(scene, request.messages, rng).reply()
+            text = _Therapist(scene, request.messages, rng, request.purpose == "regeneration").reply()
         else:
             text = _Patient(scene, request.messages, rng).reply()
         return ChatReply(
@@ -139,7 +139,9 @@ def _closing_line(scene: Scene, rng: random.Random) -> str:
 class _Therapist:
     """Walks the CBT session structure: check-in, homework, agenda, work, homework, close."""
 
-    def __init__(self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random) -> None:
+    def __init__(
+        self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random, regenerating: bool
+    ) -> None:
         self.scene = scene
         self.messages = messages
         self.rng = rng
@@ -149,11 +151,10 @@ class _Therapist:
         planned = 4 + random.Random(f"{scene.seed}:{scene.patient.key}:{scene.session_number}:plan").randint(
             1, 4
         )
-        needed = (scene.min_turns + 1) // 2
-        self.closing_turn = max(planned, needed)
-        wrap_up = any(m.role == "system" for m in messages[1:])
-        if wrap_up:
-            self.closing_turn = max(min(self.closing_turn, self.turn + 1), needed)
+        needed = (scene.min_turns + 1) // 2  # no natural end before min_turns messages
+        latest = (scene.max_turns - 3) // 2  # close early enough to leave room for the goodbye
+        self.closing_turn = max(min(planned, latest), needed)
+        self.regenerating = regenerating
 
     def reply(self) -> str:
         if self.turn == self.closing_turn:
@@ -163,6 +164,8 @@ class _Therapist:
         steps = [self._check_in, self._bridge, self._agenda]
         work = [self._thought, self._evidence, self._alternative, self._experiment, self._friend]
         plan = steps + work
+        if self.regenerating:  # a guard rejected the first try: take the conversation elsewhere
+            return self.rng.choice(work)()
         if self.turn < len(plan):
             return plan[self.turn]()
         if self.turn > self.closing_turn and (self.turn - self.closing_turn) % 3 == 0:
@@ -445,14 +448,29 @@ class _Patient:
         )
 
     def _share(self) -> str:
-        personality = _sentences(self.p.personality or "")
-        core = ["That makes sense when you put it that way."]
-        if personality:
-            core.append(
-                "I guess I've always been like that. "
-                + third_to_first(self.rng.choice(personality), self.p.name, pronouns_of(self.p.pronouns))
+        """Something else from the persona, when the question fits no step or a guard asked again."""
+        pronouns = pronouns_of(self.p.pronouns)
+        options: list[list[str]] = []
+        for sentence in _sentences(self.p.personality or ""):
+            options.append(
+                ["I guess I've always been like that.", third_to_first(sentence, self.p.name, pronouns)]
             )
-        return self._voice(core)
+        for sentence in _sentences(self.p.background or ""):
+            options.append(
+                ["Can I say something about that?", third_to_first(sentence, self.p.name, pronouns)]
+            )
+        for coping in _as_list(self.p.coping_strategies):
+            options.append(
+                [
+                    f"When it gets bad I tend to fall back on {_lower_first(_strip_end(coping))}.",
+                    "I know it doesn't really fix anything.",
+                ]
+            )
+        if not options:
+            options.append(
+                ["That makes sense when you put it that way.", "I just don't know where to start."]
+            )
+        return self._voice(list(self.rng.choice(options)))
 
     def _goodbye(self) -> str:
         return self.rng.choice(
