@@ -210,6 +210,9 @@ class RunState:
             "sessions": len(statuses),
             **{status: statuses.count(status) for status in SESSION_STATUSES if status in statuses},
             **total.model_dump(),
+            "cached_share": round(total.cached_tokens / total.prompt_tokens, 4)
+            if total.prompt_tokens
+            else 0.0,
         }
 
     def finish(self, status: str, config: RunConfig) -> None:
