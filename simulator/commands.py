@@ -142,6 +142,27 @@ def _pin_endpoint(config: RunConfig, backend_name: str) -> RunConfig:
     return config.model_copy(update={"base_url": env_url})
 
 
+async def _start(
+    plan: RunPlan,
+    backend_name: str,
+    backend: ChatBackend | None,
+    progress: bool | None,
+    listeners: Iterable[Listener],
+    **create: Any,
+) -> int:
+    """Build the backend first (so a bad setting leaves no folder), then create and run."""
+    owned = backend is None
+    chat = backend if backend is not None else make_backend(plan.config, backend_name)
+    try:
+        state = create_run(plan, backend_name, **create)
+    except BaseException:
+        if owned:
+            await chat.aclose()
+        raise
+    with state.store.lock():
+        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
+
+
 async def run(
     personas: list[Path],
     config_file: Path | None,
@@ -167,17 +188,8 @@ async def run(
     backend_name = backend.name if backend is not None else choose_backend(config)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    owned = backend is None
-    chat = backend if backend is not None else make_backend(plan.config, backend_name)
-    try:
-        extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
-        state = create_run(plan, backend_name, command="run", extra=extra)
-    except BaseException:
-        if owned:
-            await chat.aclose()
-        raise
-    with state.store.lock():
-        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
+    extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
+    return await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
 
 
 def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tuple[RunPlan, str]:
@@ -282,16 +294,9 @@ async def replay(
         "changed_settings": changed,
         "backend": source.data["backend"],
     }
-    owned = backend is None
-    chat = backend if backend is not None else make_backend(plan.config, backend_name)
-    try:
-        state = create_run(plan, backend_name, command="replay", branched_from=branched)
-    except BaseException:
-        if owned:
-            await chat.aclose()
-        raise
-    with state.store.lock():
-        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
+    return await _start(
+        plan, backend_name, backend, progress, listeners, command="replay", branched_from=branched
+    )
 
 
 def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str | None, str | None]:

@@ -29,7 +29,7 @@ ROLE_MODELS = (
 )
 """Flags naming one model per role, so the scripted server can tell the roles apart."""
 
-_VOCABULARY = [
+VOCABULARY = [
     "amber",
     "bakery",
     "canal",
@@ -114,7 +114,7 @@ def scripted(request: RecordedRequest) -> Reply:
             model=role,
         )
     rng = random.Random(f"{role}:{len(messages)}:{last}")
-    words = rng.sample(_VOCABULARY, 9)
+    words = rng.sample(VOCABULARY, 9)
     return completion(f"{' '.join(words).capitalize()}.", model=role)
 
 
