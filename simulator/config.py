@@ -134,6 +134,9 @@ class RunConfig(_Settings):
     wrap_up_turns: int = Field(default=6, ge=0)
     """The therapist gets the wrap-up note once this few messages remain before max_turns."""
     wrap_up_note: str = DEFAULT_WRAP_UP_NOTE
+    notes_role: Literal["system", "user"] = "system"
+    """Role of the notes added after the conversation (wrap-up, nudges, continue). Some chat
+    templates (Mistral, Gemma on vLLM) accept a system message only first: use ``user``."""
     guards: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

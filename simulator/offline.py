@@ -99,7 +99,7 @@ class OfflineBackend:
         elif request.role == "therapist":
             text = _Therapist(scene, request.messages, rng, request.purpose == "regeneration").reply()
         else:
-            text = _Patient(scene, request.messages, rng).reply()
+            text = _Patient(scene, request.messages, rng, request.purpose == "regeneration").reply()
         return ChatReply(
             content=text,
             model=OFFLINE_MODEL,
@@ -289,7 +289,9 @@ class _Therapist:
 class _Patient:
     """Answers from the persona: problems, background, beliefs, notes, last homework."""
 
-    def __init__(self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random) -> None:
+    def __init__(
+        self, scene: Scene, messages: Sequence[ChatMessage], rng: random.Random, regenerating: bool
+    ) -> None:
         self.scene = scene
         self.p: Patient = scene.patient
         self.rng = rng
@@ -299,7 +301,7 @@ class _Patient:
         self.brief = any(w in style for w in ("short", "hesitant", "brief", "terse", "quiet"))
         self.rambling = any(w in style for w in ("long", "tangent", "story", "stories", "rambl", "verbose"))
         self.therapist_name = scene.therapist.name
-        self.nudged = messages[-1].role == "system"
+        self.nudged = regenerating
 
     def reply(self) -> str:
         if self.nudged:

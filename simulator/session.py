@@ -235,6 +235,11 @@ class SessionRunner:
             return None
         return find_end_phrase(message.content, self.phrases[message.speaker])
 
+    def _note(self, text: str) -> ChatMessage:
+        """An instruction added after the conversation (wrap-up, nudge, continue): a system
+        message, or a user one for chat templates that allow system only first."""
+        return ChatMessage(self.config.notes_role, text)
+
     def _view(self, speaker: Speaker) -> list[ChatMessage]:
         """The conversation from one agent's side: its system prompt, its turns as assistant,
         and for the therapist near ``max_turns`` a trailing wrap-up note."""
@@ -244,7 +249,7 @@ class SessionRunner:
             view.append(ChatMessage("assistant" if m.speaker == speaker else "user", m.content))
         remaining = self.config.max_turns - len(self.record.messages)
         if speaker == "Therapist" and remaining <= self.config.wrap_up_turns:
-            view.append(ChatMessage("system", self.config.wrap_up_note))
+            view.append(self._note(self.config.wrap_up_note))
         return view
 
     async def _call(self, role: Role, messages: list[ChatMessage], purpose: str) -> ChatReply:
@@ -274,7 +279,7 @@ class SessionRunner:
         repeat: RepetitionLoop | None = None
         cut_empty = 0
         for attempt in range(attempts):
-            messages = [*view, ChatMessage("system", nudge)] if nudge else view
+            messages = [*view, self._note(nudge)] if nudge else view
             purpose = "turn" if attempt == 0 else "regeneration"
             candidate = await self._candidate(speaker, messages, purpose)
             usage.merge(candidate.usage)
@@ -347,7 +352,7 @@ class SessionRunner:
             follow = [
                 *messages,
                 ChatMessage("assistant", text.rstrip()),
-                ChatMessage("system", self.guards.continue_note),
+                self._note(self.guards.continue_note),
             ]
             more = await self._call(role, follow, "continuation")
             usage.add(more.usage, cache_hit=more.cache_hit)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatReply, ChatRequest, Scene, Usage
+from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
 from simulator.guards import SUMMARY_SECTIONS
@@ -589,3 +589,12 @@ async def test_summarizer_failure_keeps_the_whole_conversation(backend: FakeBack
     record = await run(backend)
     assert record.status == "failed" and contents(record)[-2:] == [CLOSING, PATIENT_LINES[0]]
     assert record.termination is not None and record.termination.reason == "Error"
+
+
+async def test_notes_can_go_as_user_messages_for_strict_chat_templates(backend: FakeBackend) -> None:
+    """Mistral- and Gemma-style templates reject a system message after the first one."""
+    await run(backend, max_turns=10, wrap_up_turns=4, notes_role="user")
+    note = RunConfig().wrap_up_note
+    late = requests(backend, "therapist")[3].messages
+    assert late[-1] == ChatMessage("user", note)
+    assert all(m.role != "system" for r in backend.requests if r.role != "summarizer" for m in r.messages[1:])
