@@ -3,6 +3,7 @@ the real ones, and helpers to run the real CLI."""
 
 from __future__ import annotations
 
+import random
 import shutil
 from collections import deque
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from click.testing import CliRunner, Result
 from simulator.backend import ChatReply, ChatRequest, Usage
 from simulator.cli import main
 from simulator.errors import BackendError
+from tests.serieskit import VOCABULARY
 
 REPO = Path(__file__).resolve().parent.parent
 PERSONAS = REPO / "personas"
@@ -34,44 +36,18 @@ Homework assigned:
 Insights/realizations:
 - Marcus holds himself to a harsher standard than others"""
 
-_WORDS = [
-    "morning",
-    "lesson",
-    "marking",
-    "evening",
-    "weekend",
-    "garden",
-    "letter",
-    "kitchen",
-    "meeting",
-    "journal",
-    "walk",
-    "phone",
-    "office",
-    "train",
-    "river",
-    "concert",
-    "market",
-    "window",
-    "bicycle",
-    "library",
-    "holiday",
-    "recipe",
-    "painting",
-    "doctor",
-    "sister",
-]
-
 
 def default_reply(request: ChatRequest) -> str:
-    """Distinct, in-role, complete sentences, so no guard fires unless a test wants it to."""
+    """Distinct, in-role, complete sentences, so no guard fires unless a test wants it to:
+    each turn draws its own words, so no two replies share a run of four words."""
     turn = sum(1 for m in request.messages if m.role == "assistant")
-    word = _WORDS[turn % len(_WORDS)]
     if request.role == "summarizer":
         return FIVE_SECTIONS
+    rng = random.Random(f"{request.role}:{turn}")
+    words = rng.sample(VOCABULARY, 8)
     if request.role == "therapist":
-        return f"Tell me more about the {word} situation, number {turn}. What went through your mind then?"
-    return f"Well, the {word} part was hard for me, turn {turn}. I kept thinking I had let people down."
+        return f"{' '.join(words[:4]).capitalize()}, turn {turn}. {' '.join(words[4:]).capitalize()}?"
+    return f"{' '.join(words[:4]).capitalize()} {turn}. {' '.join(words[4:]).capitalize()}."
 
 
 Reply = str | ChatReply | Exception

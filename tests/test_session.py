@@ -598,3 +598,10 @@ async def test_notes_can_go_as_user_messages_for_strict_chat_templates(backend: 
     late = requests(backend, "therapist")[3].messages
     assert late[-1] == ChatMessage("user", note)
     assert all(m.role != "system" for r in backend.requests if r.role != "summarizer" for m in r.messages[1:])
+
+
+async def test_the_default_fake_reply_never_trips_the_repetition_guard() -> None:
+    """Tests that rely on the conftest fake's defaults must see a plain Max Turns session."""
+    record = await run(FakeBackend(), max_turns=20, wrap_up_turns=0)
+    assert record.termination is not None and record.termination.reason == "Max Turns Reached"
+    assert not [m.flags for m in record.messages if m.flags and m.flags != ["template"]]
