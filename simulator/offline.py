@@ -200,10 +200,16 @@ class _Therapist:
         )
         if self.scene.previous_summary:
             topics = parse_sections(self.scene.previous_summary).get(SECTIONS[0], [])
-            bridge = (
-                f" Last time we spent a good part of the session on {_lower_first(_strip_end(topics[0]))}."
+            patient = self.scene.patient
+            topic = (
+                first_to_second(
+                    third_to_first(_strip_end(topics[0]), patient.name, pronouns_of(patient.pronouns))
+                )
                 if topics
                 else ""
+            )
+            bridge = (
+                f" Last time we spent a good part of the session on {_lower_first(topic)}." if topics else ""
             )
             return f"{greet}{bridge} Before we get into things, how has this past week been for you, and how would you rate your mood today, from 0 to 10?"
         return (
@@ -516,7 +522,7 @@ def _summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
         for m in re.findall(r"(?:work on|talk about|focus on) (.+)", s)
     ]
     topics += [
-        "This week: " + first_to_third(_strip_end(s.split(": ", 1)[1]), pronouns)
+        "Brought up: " + first_to_third(_strip_end(s.split(": ", 1)[1]), pronouns)
         for s in patient_sents
         if "should mention: " in s
     ]

@@ -105,13 +105,22 @@ def _swap(text: str, convert: dict[str, str], verb: str | None) -> str:
     """Replace whole words by ``convert``; ``verb`` says how to inflect the word after a subject."""
     out: list[str] = []
     after_subject = False
+    sentence_start = False  # the caller decides the case of the text's first word
     for token in text.replace("’", "'").split():
         match = _WORD.match(token)
         assert match is not None
         lead, core, trail = match.groups()
         low = core.lower()
+        starts, sentence_start = sentence_start, trail[-1:] in (".", "!", "?")
         if low in convert:
             new = convert[low]
+            new = (
+                new[:1].upper() + new[1:]
+                if starts or (core[:1].isupper() and new != "I" and low != "i")
+                else new
+            )
+            if low.startswith("i") and not starts and new[:1].isupper() and not new.startswith("I"):
+                new = new[:1].lower() + new[1:]
             after_subject = low in ("i", "you", "he", "she", "they") or low == convert.get("__name__")
         elif after_subject and verb is not None and low == core:
             new = _third_verb(low) if verb == "third" else _base_verb(low) if verb == "base" else low
@@ -177,6 +186,9 @@ def third_to_first(text: str, name: str, pronouns: Pronouns) -> str:
     first_name = name.split()[0]
     text = re.sub(rf"\b(?:{re.escape(name)}|{re.escape(first_name)})'s\b", "my", text)
     text = re.sub(rf"\b(?:{re.escape(name)}|{re.escape(first_name)})\b", "I", text)
+    if pronouns.object == pronouns.possessive:  # "her": an object before a stop or a linking word
+        linking = r"to|and|or|about|for|that|when|because|if|at|in|with|as|so|but|again|anymore"
+        text = re.sub(rf"\b{pronouns.object}\b(?=\s*(?:[.,;:!?)]|$|(?:{linking})\b))", "me", text)
     convert = {
         pronouns.subject: "I",
         pronouns.possessive: "my",
