@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from simulator import __version__, commands
-from simulator.errors import InputError, InputErrors, SimulatorError
+from simulator.errors import InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,8 +25,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail_input(exc: InputError) -> None:
-    errors = exc.errors if isinstance(exc, InputErrors) else [exc]
-    for error in errors:
+    for error in exc.problems:
         click.echo(f"simulator: error: {error}", err=True)
     sys.exit(2)
 

@@ -16,7 +16,7 @@ from simulator.backend import ChatBackend
 from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
 from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import InputError, InputErrors, RunStateError
-from simulator.personas import LoadedPersona, load_persona
+from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
 from simulator.runner import (
@@ -359,9 +359,9 @@ def validate(paths: list[Path]) -> str:
                 load_config(file, {})
                 count["configs"] += 1
         except InputError as exc:
-            problems.extend(exc.errors if isinstance(exc, InputErrors) else [exc])
-    patients = [p for p in personas if p.persona.__class__.__name__ == "Patient"]
-    therapists = [p for p in personas if p.persona.__class__.__name__ == "Therapist"]
+            problems.append(exc)
+    patients = [p for p in personas if isinstance(p.persona, Patient)]
+    therapists = [p for p in personas if isinstance(p.persona, Therapist)]
     try:
         therapist = therapists[0] if therapists else load_persona(default_therapist_path())
     except InputError as exc:
@@ -373,14 +373,10 @@ def validate(paths: list[Path]) -> str:
         if therapist is None:
             continue
         try:
-            check_templates(
-                templates,
-                patients
-                or [load_persona(Path(str(default_therapist_path().parent / "marcus_thompson.yaml")))],
-                therapist,
-            )
+            # Templates alone are rendered for the bundled Marcus, so their branches still run.
+            sample = [load_persona(default_therapist_path().with_name("marcus_thompson.yaml"))]
+            check_templates(templates, patients or sample, therapist)
         except InputError as exc:
-            problems.extend(exc.errors if isinstance(exc, InputErrors) else [exc])
-    if problems:
-        raise InputErrors(problems) if len(problems) > 1 else problems[0]
+            problems.append(exc)
+    InputErrors.raise_if_any(problems)
     return f"ok: {count['personas']} personas, {count['configs']} configs, {count['templates']} templates checked"

@@ -25,13 +25,29 @@ class InputError(SimulatorError):
         self.message = message
         super().__init__(f"{self.source}: {message}" if self.source else message)
 
+    @property
+    def problems(self) -> list[InputError]:
+        """Each single problem this error stands for."""
+        return [self]
+
 
 class InputErrors(InputError):
     """Several input problems found in one pass (``validate`` reports them all)."""
 
     def __init__(self, errors: Sequence[InputError]) -> None:
-        self.errors = list(errors)
+        self.errors = [single for error in errors for single in error.problems]
         super().__init__(None, "\n".join(str(e) for e in self.errors))
+
+    @property
+    def problems(self) -> list[InputError]:
+        return self.errors
+
+    @staticmethod
+    def raise_if_any(problems: Sequence[InputError]) -> None:
+        """Raise nothing, the one problem, or all of them together."""
+        flat = [single for problem in problems for single in problem.problems]
+        if flat:
+            raise flat[0] if len(flat) == 1 else InputErrors(flat)
 
 
 class BackendError(SimulatorError):

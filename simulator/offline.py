@@ -30,6 +30,11 @@ _CLOSINGS = (
     "Have a good week, {name}. I'm looking forward to our next session.",
     "Until next week, then, {name}. Take care of yourself.",
 )
+_THERAPIST_CLOSING = re.compile(
+    r"see you next week|reach out|take care|until next week|all the time we have|our next session"
+    r"|have a good week"
+)
+"""How the offline patient recognises that the therapist is closing."""
 _TECHNIQUES = (
     ("thought record", "a thought record"),
     ("evidence", "examining the evidence for and against a thought"),
@@ -313,8 +318,7 @@ class _Patient:
         if self.nudged:
             return self._share()
         q = self.question
-        patterns = re.compile("|".join(re.escape(p).replace("\\ ", " ") for p in _closing_keys()))
-        if patterns.search(q) and "homework" not in q.split(".")[-1]:
+        if _THERAPIST_CLOSING.search(q) and "homework" not in q.split(".")[-1]:
             return self._goodbye()
         if "homework" in q and ("agree" in q or "this week, i'd like you" in q or "how does that sound" in q):
             return self._accept_homework()
@@ -488,18 +492,6 @@ class _Patient:
                 f"Okay. Thanks again, {self.therapist_name}. Bye.",
             ]
         )
-
-
-def _closing_keys() -> tuple[str, ...]:
-    return (
-        "see you next week",
-        "reach out",
-        "take care",
-        "until next week",
-        "all the time we have",
-        "our next session",
-        "have a good week",
-    )
 
 
 def _summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:

@@ -15,14 +15,20 @@ from simulator.yamlfile import load_mapping, parse_model
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
+def _id_problem(value: str) -> str | None:
+    if ID_PATTERN.fullmatch(value):
+        return None
+    return (
+        f"invalid id {value!r}: use 1-64 lowercase letters, digits, '_' or '-', "
+        "starting with a letter or digit"
+    )
+
+
 def validate_id(value: str, source: Path | str | None = None) -> str:
     """Ids become folder names: refuse anything that could escape or collide."""
-    if not ID_PATTERN.fullmatch(value):
-        raise InputError(
-            source,
-            f"invalid id {value!r}: use 1-64 lowercase letters, digits, '_' or '-', "
-            "starting with a letter or digit",
-        )
+    problem = _id_problem(value)
+    if problem is not None:
+        raise InputError(source, problem)
     return value
 
 
@@ -108,13 +114,6 @@ def load_persona(path: Path) -> LoadedPersona:
     text = path.read_text(encoding="utf-8")
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return LoadedPersona(persona=persona, path=path, digest=digest, text=text)
-
-
-def load_patient(path: Path) -> LoadedPersona:
-    loaded = load_persona(path)
-    if not isinstance(loaded.persona, Patient):
-        raise InputError(path, "this is a therapist persona; `run` takes patient personas")
-    return loaded
 
 
 def load_therapist(path: Path) -> LoadedPersona:

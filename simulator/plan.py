@@ -95,15 +95,7 @@ def check_templates(templates: Templates, patients: list[LoadedPersona], therapi
                 plan.prompts(patient, number, previous)
             except InputError as exc:
                 problems.setdefault(str(exc), exc)
-    _raise_all(list(problems.values()))
-
-
-def _raise_all(problems: list[InputError]) -> None:
-    flat: list[InputError] = []
-    for problem in problems:
-        flat.extend(problem.errors if isinstance(problem, InputErrors) else [problem])
-    if flat:
-        raise flat[0] if len(flat) == 1 else InputErrors(flat)
+    InputErrors.raise_if_any(list(problems.values()))
 
 
 def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
@@ -145,7 +137,7 @@ def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
         else:
             if not first_summary:
                 problems.append(InputError(config.previous_summary, "the previous summary is empty"))
-    _raise_all(problems)
+    InputErrors.raise_if_any(problems)
     assert therapist is not None and templates is not None
     check_templates(templates, patients, therapist)
     return RunPlan(config, patients, therapist, templates, first_summary)

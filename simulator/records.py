@@ -35,6 +35,10 @@ class TokenCounts(BaseModel):
         self.requests += 1
         self.cache_hits += int(cache_hit)
 
+    def cached_share(self) -> float:
+        """Share of prompt tokens the provider served from its prompt cache."""
+        return round(self.cached_tokens / self.prompt_tokens, 4) if self.prompt_tokens else 0.0
+
     def merge(self, other: TokenCounts) -> None:
         for name in type(self).model_fields:
             setattr(self, name, getattr(self, name) + getattr(other, name))

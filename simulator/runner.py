@@ -210,9 +210,7 @@ class RunState:
             "sessions": len(statuses),
             **{status: statuses.count(status) for status in SESSION_STATUSES if status in statuses},
             **total.model_dump(),
-            "cached_share": round(total.cached_tokens / total.prompt_tokens, 4)
-            if total.prompt_tokens
-            else 0.0,
+            "cached_share": total.cached_share(),
         }
 
     def finish(self, status: str, config: RunConfig) -> None:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import re
 
-SECTIONS = (
-    "Main topics discussed",
-    "Techniques/exercises introduced",
-    "Things that appeared helpful",
-    "Homework assigned",
-    "Insights/realizations",
-)
+from simulator.guards import SUMMARY_SECTIONS
+
+SECTIONS = SUMMARY_SECTIONS
 
 _HEADING = re.compile(r"^\s*([A-Za-z][A-Za-z /&-]*?):\s*$")
 _BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+(.*\S)\s*$")

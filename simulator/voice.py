@@ -101,6 +101,9 @@ def _base_verb(word: str) -> str:
     return word
 
 
+_FIRST_PERSON_I = frozenset({"i", "i'm", "i've", "i'd", "i'll"})
+
+
 def _swap(text: str, convert: dict[str, str], verb: str | None) -> str:
     """Replace whole words by ``convert``; ``verb`` says how to inflect the word after a subject."""
     out: list[str] = []
@@ -114,17 +117,12 @@ def _swap(text: str, convert: dict[str, str], verb: str | None) -> str:
         starts, sentence_start = sentence_start, trail[-1:] in (".", "!", "?")
         if low in convert:
             new = convert[low]
-            new = (
-                new[:1].upper() + new[1:]
-                if starts or (core[:1].isupper() and new != "I" and low != "i")
-                else new
-            )
-            if low.startswith("i") and not starts and new[:1].isupper() and not new.startswith("I"):
-                new = new[:1].lower() + new[1:]
-            after_subject = low in ("i", "you", "he", "she", "they") or low == convert.get("__name__")
+            # "I" is capital anywhere; other words keep a capital only where a sentence starts.
+            capital = starts or (core[:1].isupper() and low not in _FIRST_PERSON_I)
+            new = new[:1].upper() + new[1:] if capital else new
+            after_subject = low in ("i", "you", "he", "she", "they")
         elif after_subject and verb is not None and low == core:
             new = _third_verb(low) if verb == "third" else _base_verb(low) if verb == "base" else low
-            new = {"were": "were"}.get(new, new)
             after_subject = False
         else:
             new = core

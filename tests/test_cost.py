@@ -34,6 +34,11 @@ def test_cost_uses_each_roles_model_price_and_the_cached_rate() -> None:
     assert estimate_cost(totals, RunConfig()) is None
 
 
+def test_cached_share() -> None:
+    assert TokenCounts(prompt_tokens=800, cached_tokens=600).cached_share() == 0.75
+    assert TokenCounts().cached_share() == 0.0
+
+
 def test_run_json_totals_show_the_cached_share(tmp_path: Path) -> None:
     result = invoke("run", MARCUS, "--backend", "offline", "--out", tmp_path, "--run-id", "r")
     assert result.exit_code == 0, result.output
