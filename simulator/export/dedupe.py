@@ -1,0 +1,73 @@
+"""``--dedupe``: drop sessions that nearly duplicate one already kept, across the whole export.
+
+Near means a Jaccard similarity of word 5-gram shingles at or above the threshold, estimated
+with MinHash (datasketch) and found through its LSH index; a candidate the index returns is
+confirmed against the threshold before the session is dropped, and the first session (in
+export order) is the one kept, so the result is deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+from simulator.errors import InputError
+
+SHINGLE_WORDS = 5
+NUM_PERM = 128
+WORD = re.compile(r"\w+")
+INSTALL_HINT = "pip install 'simulator[export]'"
+MASK32 = 0xFFFFFFFF
+
+
+def method(threshold: float) -> str:
+    """The method and threshold, as the summary and the card print them."""
+    return f"MinHash ({NUM_PERM} permutations) over word {SHINGLE_WORDS}-gram shingles, Jaccard >= {threshold:.2f}"
+
+
+class NearDuplicates:
+    """Keeps a MinHash per kept session; ``check`` answers which kept session a text repeats."""
+
+    def __init__(self, threshold: float) -> None:
+        try:
+            from datasketch import MinHash, MinHashLSH
+        except ImportError:
+            raise InputError("--dedupe", f"needs the datasketch package: {INSTALL_HINT}") from None
+        self.threshold = threshold
+        self._minhash = MinHash
+        template = MinHash(num_perm=NUM_PERM, seed=1)
+        self._permutations, self._scheme = template.permutations, template.scheme
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._kept: dict[str, Any] = {}
+        self._word_ids = _WordIds()
+
+    def check(self, key: str, text: str) -> str | None:
+        """The key of a kept session ``text`` nearly duplicates, or None (and it is kept)."""
+        signature = self._minhash(
+            num_perm=NUM_PERM,
+            seed=1,
+            hashfunc=MASK32.__and__,
+            permutations=self._permutations,
+            scheme=self._scheme,
+        )
+        signature.update_batch(self._shingles(text))
+        for other in sorted(self._lsh.query(signature)):
+            if signature.jaccard(self._kept[other]) >= self.threshold:
+                return str(other)
+        self._lsh.insert(key, signature)
+        self._kept[key] = signature
+        return None
+
+    def _shingles(self, text: str) -> set[int]:
+        """Word n-gram shingles as ints: CRC32 per word, then the (unsalted) hash of each
+        tuple of word ids, so the same text always gives the same shingles."""
+        words = list(map(self._word_ids.__getitem__, WORD.findall(text.lower())))
+        size = min(SHINGLE_WORDS, len(words)) or 1
+        return set(map(hash, zip(*(words[i:] for i in range(size)), strict=False)))
+
+
+class _WordIds(dict[str, int]):
+    def __missing__(self, word: str) -> int:
+        self[word] = value = zlib.crc32(word.encode())
+        return value

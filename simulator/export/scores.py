@@ -1,0 +1,137 @@
+"""Evaluation scores for the export, read from ``RUN_DIR/eval/EVAL_ID/eval.json`` when
+``simulator evaluate`` has run; a run without one simply has no scores.
+
+Fields read (nothing else is relied on):
+
+- ``sessions[]``: ``persona_id``, ``session_number``, and ``scores``: ``{rubric: {item: S}}``
+  where S is a number or an object with a numeric ``score`` (or ``mean``), for ``--min-score``;
+- ``summary``: every numeric value in it, by its dotted path, shown in the dataset card.
+
+Without ``--eval EVAL_ID`` the evaluation is the last one by name (ids sort by time).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import InputError
+from simulator.export.options import ScoreRule
+from simulator.reader import Run
+
+EVAL_DIR = "eval"
+EVAL_FILE = "eval.json"
+MAX_CARD_VALUES = 60
+
+
+@dataclass
+class Evaluation:
+    run_id: str
+    eval_id: str
+    path: Path
+    sessions: dict[tuple[str, int], dict[str, float]]
+    summary: dict[str, float]
+
+
+@dataclass
+class Scores:
+    """Every run's evaluation, by run id."""
+
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    def score(self, run_id: str, persona_id: str, number: int, key: str) -> float | None:
+        evaluation = self.evaluations.get(run_id)
+        if evaluation is None:
+            return None
+        return evaluation.sessions.get((persona_id, number), {}).get(key)
+
+    def check_rules(self, rules: tuple[ScoreRule, ...], runs: list[Run]) -> None:
+        """``--min-score`` needs an evaluation and an item that some session was scored on."""
+        if not rules:
+            return
+        missing = [run for run in runs if run.run_id not in self.evaluations]
+        if missing:
+            where = missing[0].path / EVAL_DIR
+            raise InputError(
+                where, f"--min-score needs scores: run `simulator evaluate {missing[0].path}` first"
+            )
+        known = sorted({key for e in self.evaluations.values() for s in e.sessions.values() for key in s})
+        for rule in rules:
+            if rule.key not in known:
+                listed = ", ".join(known) or "none"
+                raise InputError(
+                    "--min-score", f"no score named {rule.key!r} in the evaluations (scored: {listed})"
+                )
+
+
+def load_scores(runs: list[Run], eval_id: str | None) -> Scores:
+    scores = Scores()
+    for run in runs:
+        path = _eval_file(run, eval_id)
+        if path is not None:
+            scores.evaluations[run.run_id] = _read(run.run_id, path)
+    return scores
+
+
+def _eval_file(run: Run, eval_id: str | None) -> Path | None:
+    folder = run.path / EVAL_DIR
+    if eval_id is not None:
+        path = folder / eval_id / EVAL_FILE
+        if not path.is_file():
+            raise InputError(path, f"--eval {eval_id}: no such evaluation in this run")
+        return path
+    found = sorted(p for p in folder.glob(f"*/{EVAL_FILE}") if p.is_file()) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def _read(run_id: str, path: Path) -> Evaluation:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable evaluation: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "unreadable evaluation: not a JSON object")
+    sessions: dict[tuple[str, int], dict[str, float]] = {}
+    for entry in data.get("sessions") or []:
+        if not isinstance(entry, dict):
+            continue
+        persona, number = entry.get("persona_id"), entry.get("session_number")
+        if isinstance(persona, str) and isinstance(number, int):
+            sessions[(persona, number)] = _session_scores(entry.get("scores"))
+    summary = dict(list(_numbers(data.get("summary"), ""))[:MAX_CARD_VALUES])
+    return Evaluation(run_id, path.parent.name, path, sessions, summary)
+
+
+def _session_scores(scores: Any) -> dict[str, float]:
+    found: dict[str, float] = {}
+    if not isinstance(scores, dict):
+        return found
+    for rubric, items in scores.items():
+        if not isinstance(items, dict):
+            continue
+        for item, value in items.items():
+            number = _number(value.get("score", value.get("mean")) if isinstance(value, dict) else value)
+            if number is not None:
+                found[f"{rubric}.{item}"] = number
+    return found
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _numbers(value: Any, prefix: str) -> list[tuple[str, float]]:
+    """Numeric leaves of a JSON value by dotted path (lists by index)."""
+    number = _number(value)
+    if number is not None:
+        return [(prefix, number)]
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    return [pair for key, v in items for pair in _numbers(v, f"{prefix}.{key}" if prefix else key)]
