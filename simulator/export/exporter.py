@@ -31,11 +31,11 @@ CARD = "README.md"
 
 
 def export_dataset(options: ExportOptions) -> ExportReport:
+    runs = _open_runs(options)
     check_out(options.out, force=options.force, run_dirs=options.run_dirs)
     if options.fmt == "parquet":
         formats.require_pyarrow()
     duplicates = NearDuplicates(options.dedupe_threshold) if options.dedupe else None
-    runs = _open_runs(options)
     check_flag_names(options.exclude_flags, [flag for run in runs for flag in run.index.flags])
     scores = load_scores(runs, options.eval_id)
     scores.check_rules(options.min_scores, runs)

@@ -61,8 +61,12 @@ class SessionFilter:
     def reason(self, run_id: str, session: RunSession) -> str | None:
         """Why ``session`` does not export, or None."""
         record = session.record
-        if record is None or not session.complete:
-            return f"not complete ({session.status})"
+        if record is None:
+            return f"not complete ({session.entry.status}, no record)"
+        if session.partial:
+            return "not complete (partial record)"
+        if not session.complete:
+            return f"not complete ({record.status})"
         termination = record.termination.reason if record.termination is not None else "none"
         if self.options.natural_end_only and termination != NATURAL_END:
             return f"not a natural end ({termination})"

@@ -9,6 +9,7 @@ alone; with it they render as the run did.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from simulator.templates import Templates
 
 SYSTEM_TEMPLATE = "export_system.j2"
 """The name ``--system FILE`` is known by among the run's templates."""
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MIN_NOTE_SENTENCE = 24
+"""A note leaks when any of its sentences this long shows up, not only the whole note."""
 ROLE_TEMPLATE: dict[Perspective, str] = {"therapist": "therapist.j2", "patient": "patient.j2"}
 
 
@@ -81,7 +85,12 @@ class RunSource:
 
     def leaks(self, record: SessionRecord) -> list[Leak]:
         """What must not appear in this session's example."""
-        found = [Leak("engine note", note) for note in engine_notes(self.run.index.settings)]
+        found = [
+            Leak("engine note", sentence)
+            for note in engine_notes(self.run.index.settings)
+            for sentence in SENTENCE_END.split(note)
+            if len(sentence) >= MIN_NOTE_SENTENCE
+        ]
         summary = (record.summary or "").strip()
         if summary and summary != (record.previous_summary or "").strip():
             found.append(Leak("the session's summary", summary))
