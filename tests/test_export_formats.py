@@ -14,15 +14,15 @@
   as its own column) and its ``SharegptDatasetConverter``
   (src/llamafactory/data/converter.py), which also skips a conversation with an odd number of
   turns ("Invalid message count").
-- Real chat templates (/work/shared/chat-templates, copied from llama.cpp) rendered with jinja2 as
-  servers do: Mistral and Gemma raise when roles do not alternate.
+- Real chat templates (tests/data/chat-templates: llama.cpp's copies of the models' own templates,
+  MIT, copied unchanged from shared/chat-templates) rendered with jinja2 as servers do: Mistral
+  and Gemma raise when roles do not alternate.
 - Parquet loaded by the real ``datasets`` library and by pyarrow.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from simulator.records import SessionRecord
 from simulator.templates import Templates
 from tests.exportkit import PATIENTS, export, make_run, read_jsonl, session_json
 
-CHAT_TEMPLATES = Path(os.environ.get("SIMULATOR_SHARED", "/work/shared")) / "chat-templates"
+CHAT_TEMPLATES = Path(__file__).parent / "data" / "chat-templates"
 OPENAI_ROLES = {"system", "user", "assistant", "function"}
 OPENAI_MESSAGE_KEYS = {"role", "content", "name", "function_call", "weight"}
 SHAREGPT_ODD = {"human", "observation"}
