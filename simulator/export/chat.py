@@ -76,10 +76,10 @@ def problem(turns: Sequence[Turn], leaks: Sequence[Leak]) -> str | None:
         return "does not end on an assistant turn"
     if any(not t.content.strip() for t in turns):
         return "empty message"
-    for turn in turns:
-        if TRANSCRIPT_HEADINGS.search(turn.content):
-            return "transcript heading in a message"
-        for leak in leaks:
-            if len(leak.text) >= MIN_LEAK_CHARS and leak.text in turn.content:
-                return f"{leak.what} in a message"
+    text = "\n\n".join(t.content for t in turns)
+    if TRANSCRIPT_HEADINGS.search(text):
+        return "transcript heading in a message"
+    for leak in leaks:
+        if len(leak.text) >= MIN_LEAK_CHARS and leak.text in text:
+            return f"{leak.what} in a message"
     return None

@@ -43,6 +43,13 @@ class RunSource:
             self.templates.paths[SYSTEM_TEMPLATE] = system_file
         self.plan = RunPlan(RunConfig(), [], load_therapist(run.therapist_file), self.templates, None)
         self._patients: dict[str, LoadedPersona] = {}
+        self._openings_match: bool | None = None
+        self._note_leaks = [
+            Leak("engine note", sentence)
+            for note in engine_notes(run.index.settings)
+            for sentence in SENTENCE_END.split(note)
+            if len(sentence) >= MIN_NOTE_SENTENCE
+        ]
 
     def persona(self, persona_id: str) -> LoadedPersona:
         if persona_id not in self._patients:
@@ -70,27 +77,25 @@ class RunSource:
     def opening(self, record: SessionRecord, series_context: bool) -> str:
         """The scripted opening, rendered without the previous summary unless asked for.
 
-        Only a first message the template wrote (flag ``template``, and the same text the
-        run's template gives) is re-rendered; anything else is kept as recorded.
+        Only a first message the template wrote (flag ``template``) is re-rendered, and only
+        when the run's snapshot of ``opening.j2`` gives back the recorded text of the first
+        such session (checked once per run); anything else is kept as recorded.
         """
         first = record.messages[0] if record.messages else None
         if first is None or "template" not in first.flags:
             return first.content if first is not None else ""
         if series_context or record.previous_summary is None:
             return first.content
-        as_run = self.templates.render("opening.j2", self._context(record, True))
-        if as_run.strip() != first.content.strip():
+        if self._openings_match is None:
+            as_run = self.templates.render("opening.j2", self._context(record, True))
+            self._openings_match = as_run.strip() == first.content.strip()
+        if not self._openings_match:
             return first.content
         return self.templates.render("opening.j2", self._context(record, False))
 
     def leaks(self, record: SessionRecord) -> list[Leak]:
         """What must not appear in this session's example."""
-        found = [
-            Leak("engine note", sentence)
-            for note in engine_notes(self.run.index.settings)
-            for sentence in SENTENCE_END.split(note)
-            if len(sentence) >= MIN_NOTE_SENTENCE
-        ]
+        found = list(self._note_leaks)
         summary = (record.summary or "").strip()
         if summary and summary != (record.previous_summary or "").strip():
             found.append(Leak("the session's summary", summary))
