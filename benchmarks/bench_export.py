@@ -65,7 +65,9 @@ def clone_run(seed: Path, target: Path, personas: int, sessions: int) -> int:
         original = originals[i % len(originals)]
         pid = f"c{i:04d}_{original}"
         text = (seed / "inputs" / "personas" / f"{original}.yaml").read_text()
-        (target / "inputs" / "personas" / f"{pid}.yaml").write_text(text.replace(f"id: {original}", f"id: {pid}"))
+        (target / "inputs" / "personas" / f"{pid}.yaml").write_text(
+            text.replace(f"id: {original}", f"id: {pid}")
+        )
         index["inputs"]["personas"][pid] = {"source": f"clone of {original}", "digest": "sha256:0"}
         (target / pid).mkdir()
         entries = index["sessions"][pid] = {}
@@ -90,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--personas", type=int, default=400)
     parser.add_argument("--sessions", type=int, default=25)
+    parser.add_argument("--case", default="", help="Run only the cases whose name contains this.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -100,14 +103,35 @@ def main() -> None:
         print(f"{count} sessions; baseline (read every record through read_run): {baseline:.1f} s")
         cases = {
             "openai": ["--format", "openai", "--out", str(root / "o.jsonl")],
-            "sharegpt --as patient": ["--format", "sharegpt", "--as", "patient", "--out", str(root / "s.jsonl")],
+            "sharegpt --as patient": [
+                "--format",
+                "sharegpt",
+                "--as",
+                "patient",
+                "--out",
+                str(root / "s.jsonl"),
+            ],
             "records": ["--format", "records", "--out", str(root / "r.jsonl")],
-            "parquet --series-context": ["--format", "parquet", "--series-context", "--out", str(root / "pq")],
+            "parquet --series-context": [
+                "--format",
+                "parquet",
+                "--series-context",
+                "--out",
+                str(root / "pq"),
+            ],
             "openai --dedupe --split train=0.9,test=0.1": [
-                "--format", "openai", "--dedupe", "--split", "train=0.9,test=0.1", "--out", str(root / "dd"),
+                "--format",
+                "openai",
+                "--dedupe",
+                "--split",
+                "train=0.9,test=0.1",
+                "--out",
+                str(root / "dd"),
             ],  # fmt: skip
         }
         for name, flags in cases.items():
+            if args.case not in name:
+                continue
             seconds = timed([python, "-m", "simulator", "export", str(run), *flags])
             verdict = "ok" if seconds < TARGET_S else "OVER TARGET"
             print(f"export {name:45s} {seconds:6.1f} s  {seconds / baseline:4.1f}x baseline  [{verdict}]")

@@ -1,6 +1,6 @@
 """``--dedupe``: drop sessions that nearly duplicate one already kept, across the whole export.
 
-Near means a Jaccard similarity of word 5-gram shingles at or above the threshold, estimated
+Near means a Jaccard similarity of word 5-gram shingles (lowercased, split on whitespace) at or above the threshold, estimated
 with MinHash (datasketch) and found through its LSH index; a candidate the index returns is
 confirmed against the threshold before the session is dropped, and the first session (in
 export order) is the one kept, so the result is deterministic.
@@ -8,7 +8,6 @@ export order) is the one kept, so the result is deterministic.
 
 from __future__ import annotations
 
-import re
 import zlib
 from typing import Any
 
@@ -16,7 +15,6 @@ from simulator.errors import InputError
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
-WORD = re.compile(r"\w+")
 INSTALL_HINT = "pip install 'simulator[export]'"
 MASK32 = 0xFFFFFFFF
 
@@ -62,7 +60,7 @@ class NearDuplicates:
     def _shingles(self, text: str) -> set[int]:
         """Word n-gram shingles as ints: CRC32 per word, then the (unsalted) hash of each
         tuple of word ids, so the same text always gives the same shingles."""
-        words = list(map(self._word_ids.__getitem__, WORD.findall(text.lower())))
+        words = list(map(self._word_ids.__getitem__, text.lower().split()))
         size = min(SHINGLE_WORDS, len(words)) or 1
         return set(map(hash, zip(*(words[i:] for i in range(size)), strict=False)))
 
