@@ -84,7 +84,9 @@ def clone_run(seed: Path, target: Path, personas: int, sessions: int) -> int:
 
 def timed(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True, cwd=ROOT)
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[2:4])} failed: {done.stderr.strip()}")
     return time.perf_counter() - start
 
 
@@ -101,38 +103,24 @@ def main() -> None:
         python = sys.executable
         baseline = timed([python, "-c", BASELINE, str(run)])
         print(f"{count} sessions; baseline (read every record through read_run): {baseline:.1f} s")
+        out = str(root / "out")
         cases = {
-            "openai": ["--format", "openai", "--out", str(root / "o.jsonl")],
-            "sharegpt --as patient": [
-                "--format",
-                "sharegpt",
-                "--as",
-                "patient",
-                "--out",
-                str(root / "s.jsonl"),
-            ],
-            "records": ["--format", "records", "--out", str(root / "r.jsonl")],
-            "parquet --series-context": [
-                "--format",
-                "parquet",
-                "--series-context",
-                "--out",
-                str(root / "pq"),
-            ],
+            "openai": ["--format", "openai"],
+            "sharegpt --as patient": ["--format", "sharegpt", "--as", "patient"],
+            "records": ["--format", "records"],
+            "parquet --series-context": ["--format", "parquet", "--series-context"],
             "openai --dedupe --split train=0.9,test=0.1": [
                 "--format",
                 "openai",
                 "--dedupe",
                 "--split",
                 "train=0.9,test=0.1",
-                "--out",
-                str(root / "dd"),
-            ],  # fmt: skip
+            ],
         }
         for name, flags in cases.items():
             if args.case not in name:
                 continue
-            seconds = timed([python, "-m", "simulator", "export", str(run), *flags])
+            seconds = timed([python, "-m", "simulator", "export", str(run), *flags, "--out", out, "--force"])
             verdict = "ok" if seconds < TARGET_S else "OVER TARGET"
             print(f"export {name:45s} {seconds:6.1f} s  {seconds / baseline:4.1f}x baseline  [{verdict}]")
 
