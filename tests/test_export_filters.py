@@ -443,3 +443,9 @@ def test_the_summary_counts_examples_tokens_and_exclusions(run_dir: Path, tmp_pa
         "  not a natural end (Repetition Loop): 1",
         f"tokens: ~{chars // 4:,} in all (estimate: 4 characters a token)",
     ]
+
+
+def test_out_folders_that_do_not_exist_yet_are_made(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "datasets" / "therapist"
+    assert export(run_dir, "--format", "parquet", "--out", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "train.parquet"]

@@ -30,8 +30,8 @@ def check_out(out: Path, *, force: bool, run_dirs: Sequence[Path]) -> None:
         if resolved == run or run in resolved.parents or resolved in run.parents:
             raise InputError(out, f"--out overlaps the run folder {run_dir}")
     if not out.exists() and not out.is_symlink():
-        if not out.parent.is_dir():
-            raise InputError(out, "--out: the parent folder does not exist")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise InputError(out, f"--out: {out.parent} is not a folder")
         return
     if not force:
         raise InputError(out, "already exists; pass --force to replace it")
@@ -45,6 +45,7 @@ def check_out(out: Path, *, force: bool, run_dirs: Sequence[Path]) -> None:
 def staged(out: Path, *, folder: bool) -> Iterator[Path]:
     """A temporary folder beside ``out`` to write into; on success its content (the folder,
     or its single file) replaces ``out``; on failure it is removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(stage, DIR_MODE)
