@@ -22,8 +22,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -317,14 +319,21 @@ def test_records_are_the_engines_own_session_json(run_dir: Path, tmp_path: Path)
 # ---- Parquet -------------------------------------------------------------------------------------
 
 
-def test_parquet_loads_with_datasets_and_pyarrow_and_round_trips(
-    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def load_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The real ``datasets.load_dataset``, offline, its caches in the test's folder."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    return functools.partial(datasets.load_dataset, cache_dir=str(tmp_path / "cache"))
+
+
+def test_parquet_loads_with_datasets_and_pyarrow_and_round_trips(
+    run_dir: Path, tmp_path: Path, load_dataset: Callable[..., Any]
+) -> None:
     import pyarrow.parquet as pq
-    from datasets import load_dataset
 
     out = tmp_path / "ds"
     assert export(run_dir, "--format", "parquet", "--series-context", "--out", out).exit_code == 0
@@ -338,9 +347,7 @@ def test_parquet_loads_with_datasets_and_pyarrow_and_round_trips(
         "run_id", "persona_id", "therapist_id", "session_number", "messages", "previous_summary", "summary",
         "termination_reason", "termination_details", "flags", "models", "seed", "backend",
     ]  # fmt: skip
-    dataset = load_dataset(
-        "parquet", data_files={"train": str(out / "train.parquet")}, cache_dir=str(tmp_path / "c")
-    )
+    dataset = load_dataset("parquet", data_files={"train": str(out / "train.parquet")})
     rows = list(dataset["train"])
     assert [r["messages"] for r in rows] == [line["messages"] for line in read_jsonl(tmp_path / "o.jsonl")]
     second = record(run_dir, "marcus_thompson", 2)
@@ -354,14 +361,9 @@ def test_parquet_loads_with_datasets_and_pyarrow_and_round_trips(
 
 
 def test_the_card_configs_are_what_datasets_loads_from_the_folder(
-    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, tmp_path: Path, load_dataset: Callable[..., Any]
 ) -> None:
     """``load_dataset(FOLDER)`` reads the card's YAML configs: the splits it declares load."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    from datasets import load_dataset
-
     out = tmp_path / "ds"
     result = export(
         run_dir, "--format", "parquet", "--split", "train=0.67,test=0.33", "--out", out
@@ -372,7 +374,7 @@ def test_the_card_configs_are_what_datasets_loads_from_the_folder(
         {"split": "train", "path": "train.parquet"},
         {"split": "test", "path": "test.parquet"},
     ]
-    dataset = load_dataset(str(out), cache_dir=str(tmp_path / "c"))
+    dataset = load_dataset(str(out))
     assert set(dataset) == {"train", "test"}
     assert dataset["train"].num_rows + dataset["test"].num_rows == 9
     train, test = ({r["persona_id"] for r in dataset[s]} for s in ("train", "test"))
