@@ -148,6 +148,7 @@ def test_min_score_reads_the_runs_evaluation(run_dir: Path, tmp_path: Path) -> N
         (["--min-score", "ctrs.agenda>=3"], "--min-score needs scores: run `simulator evaluate"),
         (["--min-score", "ctrs>=3"], "bad score rule 'ctrs>=3'"),
         (["--eval", "nope"], "--eval nope: no such evaluation"),
+        (["--eval", "../../etc"], "--eval: invalid evaluation id '../../etc'"),
     ],
 )
 def test_score_filters_without_scores_are_bad_input(

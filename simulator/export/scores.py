@@ -13,6 +13,7 @@ Without ``--eval EVAL_ID`` the evaluation is the last one by name (ids sort by t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from simulator.reader import Run
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
 MAX_CARD_VALUES = 60
+EVAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""An evaluation id is a folder name: nothing that could climb out of ``RUN_DIR/eval``."""
 
 
 @dataclass
@@ -78,6 +81,8 @@ def load_scores(runs: list[Run], eval_id: str | None) -> Scores:
 def _eval_file(run: Run, eval_id: str | None) -> Path | None:
     folder = run.path / EVAL_DIR
     if eval_id is not None:
+        if not EVAL_ID.fullmatch(eval_id):
+            raise InputError("--eval", f"invalid evaluation id {eval_id!r}: a folder name under RUN_DIR/eval")
         path = folder / eval_id / EVAL_FILE
         if not path.is_file():
             raise InputError(path, f"--eval {eval_id}: no such evaluation in this run")
