@@ -450,3 +450,12 @@ def test_out_folders_that_do_not_exist_yet_are_made(run_dir: Path, tmp_path: Pat
     out = tmp_path / "datasets" / "therapist"
     assert export(run_dir, "--format", "parquet", "--out", out).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "train.parquet"]
+
+
+def test_filters_that_leave_nothing_say_why_and_write_nothing(run_dir: Path, tmp_path: Path) -> None:
+    result = export(run_dir, "--format", "openai", "--min-messages", "999", "--out", tmp_path / "o.jsonl")
+    assert result.exit_code == 2
+    assert result.output == (
+        "simulator: error: nothing to export: every session was left out (fewer than 999 messages: 9)\n"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -40,20 +40,7 @@ def export_dataset(options: ExportOptions) -> ExportReport:
     scores = load_scores(runs, options.eval_id)
     scores.check_rules(options.min_scores, runs)
     sources = [RunSource(run, options.system_file) for run in runs]
-    excluded: Counter[str] = Counter()
-    kept: list[Example] = []
-    for found in _examples(options, sources, scores):
-        if isinstance(found, str):
-            excluded[found] += 1
-            continue
-        example, text = found
-        if duplicates is not None and duplicates.check(example.key, text) is not None:
-            excluded["near-duplicate"] += 1
-            continue
-        kept.append(example)
-    if not kept:
-        found = ", ".join(f"{r}: {n}" for r, n in sorted(excluded.items())) or "the runs have no sessions"
-        raise InputError(None, f"nothing to export: every session was left out ({found})")
+    kept, excluded = _collect(options, sources, scores, duplicates)
     report = ExportReport(options, _split(options, kept), {}, excluded)
     report.dedupe = method(options.dedupe_threshold) if options.dedupe else None
     if options.splits and options.split_by == "session":
@@ -66,6 +53,27 @@ def export_dataset(options: ExportOptions) -> ExportReport:
         )
     _write(report, sources, scores)
     return report
+
+
+def _collect(
+    options: ExportOptions, sources: list[RunSource], scores: Scores, duplicates: NearDuplicates | None
+) -> tuple[list[Example], Counter[str]]:
+    """The examples that export, in order, and how many sessions each reason left out."""
+    excluded: Counter[str] = Counter()
+    kept: list[Example] = []
+    for found in _examples(options, sources, scores):
+        if isinstance(found, str):
+            excluded[found] += 1
+            continue
+        example, text = found
+        if duplicates is not None and duplicates.check(example.key, text) is not None:
+            excluded["near-duplicate"] += 1
+            continue
+        kept.append(example)
+    if not kept:
+        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(excluded.items())) or "the runs have no sessions"
+        raise InputError(None, f"nothing to export: every session was left out ({reasons})")
+    return kept, excluded
 
 
 def _open_runs(options: ExportOptions) -> list[Run]:
