@@ -46,6 +46,7 @@ def front_matter(report: ExportReport) -> dict[str, object]:
         "language": ["en"],
         "pretty_name": f"simulator sessions ({', '.join(sorted({e.run_id for v in report.splits.values() for e in v}))})",
         "task_categories": ["text-generation"],
+        "task_ids": ["dialogue-modeling"],
         "tags": tags,
         "size_categories": [size_category(report.exported)],
         "configs": [
