@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from simulator.errors import InputError
+from simulator.export import formats
 from simulator.export.options import Split
 from simulator.export.splits import assign, sizes
 from tests.conftest import MARCUS, PERSONAS
@@ -459,3 +460,25 @@ def test_filters_that_leave_nothing_say_why_and_write_nothing(run_dir: Path, tmp
         "simulator: error: nothing to export: every session was left out (fewer than 999 messages: 9)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_output_and_no_temporaries(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "ds"
+    assert (
+        export(run_dir, "--format", "records", "--split", "train=0.67,test=0.33", "--out", out).exit_code == 0
+    )
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_write = formats.write
+
+    def write_then_fail(fmt: Any, path: Path, examples: Any) -> None:
+        real_write(fmt, path, examples)
+        if path.name == "test.jsonl":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(formats, "write", write_then_fail)
+    result = export(run_dir, "--format", "openai", "--split", "train=0.67,test=0.33", "--out", out, "--force")
+    assert result.exit_code == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
