@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -400,3 +401,19 @@ def test_jsonl_formats_need_no_extra(run_dir: Path, tmp_path: Path, monkeypatch:
     out = tmp_path / "o.jsonl"
     assert export(run_dir, "--format", "openai", "--out", out).exit_code == 0
     assert json.loads(out.read_text().splitlines()[0])["messages"]
+
+
+def test_openings_the_snapshot_did_not_write_are_kept_as_recorded(run_dir: Path, tmp_path: Path) -> None:
+    """A run whose snapshot of opening.j2 does not give back its openings (edited by hand, say)
+    keeps every opening as recorded rather than rendering one the run never showed."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    data = session_json(run, "marcus_thompson", 2)
+    data["messages"][0]["content"] = "Hi, I'm Marcus Thompson. Back again, as we agreed."
+    (run / "marcus_thompson" / "session_02.json").write_text(json.dumps(data))
+    out = tmp_path / "t.jsonl"
+    assert export(run, "--format", "openai", "--out", out).exit_code == 0
+    lines = read_jsonl(out)
+    assert lines[1]["messages"][1]["content"] == "Hi, I'm Marcus Thompson. Back again, as we agreed."
+    assert lines[4]["messages"][1]["content"] == record(run_dir, "priya_shah", 2).messages[0].content
+    assert "Last time we talked about" in lines[4]["messages"][1]["content"]
