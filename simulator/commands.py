@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.backend import ChatBackend
 from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
 from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
+from simulator.protocol import ChatBackend
 from simulator.runner import (
     INPUTS,
     Listener,

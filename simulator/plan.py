@@ -12,10 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from simulator.backend import Scene
 from simulator.config import RunConfig
 from simulator.errors import InputError, InputErrors
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona, load_therapist
+from simulator.protocol import Scene
 from simulator.session import SessionPrompts
 from simulator.templates import Templates
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from simulator import __version__
-from simulator.backend import ChatBackend
 from simulator.config import RunConfig
 from simulator.errors import InputError, RunStateError, SimulatorError
 from simulator.personas import Patient
 from simulator.plan import RunPlan
+from simulator.protocol import ChatBackend
 from simulator.records import ERROR, INTERRUPTED, SessionRecord, Termination, TokenCounts
 from simulator.session import new_record, now, run_session
 from simulator.store import RunStore

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
-from simulator.backend import ChatBackend, ChatMessage, ChatReply, ChatRequest, Role, Scene
 from simulator.config import RunConfig
 from simulator.endings import compile_phrases, find_end_phrase
 from simulator.errors import BackendError
+from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest, Role, Scene
 from simulator.records import (
     ERROR,
     MAX_TURNS,

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Usage
+from simulator.backends.ratelimit import RateLimitedBackend, TokenBucket, estimate_tokens
 from simulator.config import RoleSettings, RunConfig
 from simulator.errors import BackendError
-from simulator.ratelimit import RateLimitedBackend, TokenBucket, estimate_tokens
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from tests.conftest import FakeBackend
 
 

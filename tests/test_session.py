@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
 from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.records import SessionRecord
 from simulator.session import (
     SessionPrompts,

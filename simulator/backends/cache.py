@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from simulator.backend import ChatBackend, ChatReply, ChatRequest, Usage
 from simulator.errors import InputError
+from simulator.protocol import ChatBackend, ChatReply, ChatRequest, Usage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (

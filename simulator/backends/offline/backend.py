@@ -1,7 +1,7 @@
 """The offline backend: deterministic, persona-driven replies without a language model.
 
-It is a peer of the OpenAI backend behind :class:`simulator.backend.ChatBackend`. It reads
-the :class:`~simulator.backend.Scene` (persona, session number, last summary, notes) and
+It is a peer of the OpenAI backend behind :class:`simulator.protocol.ChatBackend`. It reads
+the :class:`~simulator.protocol.Scene` (persona, session number, last summary, notes) and
 the conversation so far, and writes what a CBT therapist and this patient would plausibly
 say at this point of a structured session. Same seed, same text.
 """
@@ -13,11 +13,17 @@ import random
 import re
 from collections.abc import Sequence
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
+from simulator.backends.offline.voice import (
+    first_to_second,
+    first_to_third,
+    pronouns_of,
+    second_to_third,
+    third_to_first,
+)
 from simulator.errors import BackendError
 from simulator.personas import Patient
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.summary import SECTIONS, format_sections, parse_sections
-from simulator.voice import first_to_second, first_to_third, pronouns_of, second_to_third, third_to_first
 
 OFFLINE_MODEL = "offline"
 

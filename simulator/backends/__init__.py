@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from simulator.backend import ChatBackend
-from simulator.cache import CachedBackend
+from simulator.backends.cache import CachedBackend
+from simulator.backends.offline import OfflineBackend
+from simulator.backends.ratelimit import RateLimitedBackend
 from simulator.config import RunConfig
-from simulator.offline import OfflineBackend
-from simulator.ratelimit import RateLimitedBackend
+from simulator.protocol import ChatBackend
 
 OFFLINE_NOTICE = (
     "simulator: offline backend: deterministic replies built from the personas, no model "
@@ -38,7 +38,7 @@ def make_backend(config: RunConfig, name: str) -> ChatBackend:
     if name == "offline":
         backend = OfflineBackend(seed=config.seed)
     else:
-        from simulator.openai_backend import OpenAIBackend
+        from simulator.backends.openai import OpenAIBackend
 
         backend = OpenAIBackend(
             base_url=config.base_url,
