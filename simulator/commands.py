@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
+from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config
-from simulator.errors import InputError, InputErrors, RunStateError
+from simulator.errors import EXIT_INTERRUPTED, InputError, InputErrors, RunStateError
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
@@ -34,15 +35,17 @@ from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
 
-EXIT_INTERRUPTED = 130
 SHOW_CURSOR = "\x1b[?25h"
 """Sent before quitting at once from a terminal: the live display hides the cursor."""
 REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start", "sessions")
 """Source-run settings a replay does not take over: it is a new run of other sessions."""
 
 
+log = logging.getLogger(__name__)
+
+
 def _say(line: str) -> None:
-    print(f"simulator: {line}", file=sys.stderr, flush=True)
+    log.warning(line)
 
 
 async def _execute(
@@ -118,7 +121,7 @@ class _Stop:
 
 def _check_models(config: RunConfig, backend_name: str) -> None:
     """An endpoint needs a model name for every role: say so before a run folder exists."""
-    if backend_name != "openai":
+    if not kind(backend_name).needs_models:
         return
     missing = [role for role in ROLES if not config.role(role).model]
     if missing:
@@ -152,7 +155,7 @@ async def _start(
 ) -> int:
     """Build the backend first (so a bad setting leaves no folder), then create and run."""
     owned = backend is None
-    chat = backend if backend is not None else make_backend(plan.config, backend_name)
+    chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
     try:
         state = create_run(plan, backend_name, **create)
     except BaseException:
@@ -225,10 +228,10 @@ async def resume(
                 state.finish("complete", plan.config)
             _say(f"{run_dir}: every session is complete; nothing to resume")
             return 0
-        if backend is None and backend_name == "offline":
-            print(OFFLINE_NOTICE, file=sys.stderr)
+        if backend is None:
+            announce(backend_name)
         owned = backend is None
-        chat = backend if backend is not None else make_backend(plan.config, backend_name)
+        chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
         state.data["status"] = "running"
         state.data["ended_at"] = None
         state.data["resumes"].append(now())
@@ -274,8 +277,7 @@ async def replay(
         backend_name = choose_backend(config)
     else:
         backend_name = str(source.data["backend"])
-        if backend_name == "offline":
-            print(OFFLINE_NOTICE, file=sys.stderr)
+        announce(backend_name)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
     source_settings = source.data["settings"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator import __version__
+from simulator.backends import kind
 from simulator.config import RunConfig
 from simulator.errors import InputError, RunStateError, SimulatorError
 from simulator.personas import Patient
@@ -326,7 +327,7 @@ def create_run(
         "command": command,
         "status": "running",
         "backend": backend_name,
-        "offline": backend_name == "offline",
+        "offline": kind(backend_name).offline,
         "created_at": now(),
         "started_at": now(),
         "ended_at": None,

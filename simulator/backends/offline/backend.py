@@ -1,9 +1,11 @@
 """The offline backend: deterministic, persona-driven replies without a language model.
 
-It is a peer of the OpenAI backend behind :class:`simulator.protocol.ChatBackend`. It reads
-the :class:`~simulator.protocol.Scene` (persona, session number, last summary, notes) and
-the conversation so far, and writes what a CBT therapist and this patient would plausibly
-say at this point of a structured session. Same seed, same text.
+It is a peer of the OpenAI backend behind :class:`simulator.protocol.ChatBackend`. It is
+built with the run's personas and seed; from a request's :class:`~simulator.protocol.Context`
+(persona, session number, last summary, turn limits) and the conversation so far it writes
+what a CBT therapist and this patient would plausibly say at this point of a structured
+session. Same seed, same text. It closes a session by its own script with fixed closing
+lines; whether a line ends the session is the termination detector's call, not this one's.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from simulator.backends.offline.voice import (
     first_to_second,
@@ -21,14 +24,14 @@ from simulator.backends.offline.voice import (
     third_to_first,
 )
 from simulator.errors import BackendError
-from simulator.personas import Patient
-from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Scene, Usage
+from simulator.personas import Patient, Therapist
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Context, Usage
 from simulator.summary import SECTIONS, format_sections, parse_sections
 
 OFFLINE_MODEL = "offline"
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_CLOSINGS = (
+CLOSINGS = (
     "Take care, {name}, and don't hesitate to reach out if anything comes up before next week.",
     "I'll see you next week, {name}. Take care, and don't hesitate to reach out in the meantime.",
     "Don't hesitate to reach out if you need anything. See you next week, {name}.",
@@ -36,6 +39,9 @@ _CLOSINGS = (
     "Have a good week, {name}. I'm looking forward to our next session.",
     "Until next week, then, {name}. Take care of yourself.",
 )
+"""The therapist's last line, ``{name}`` the patient's first name. The default therapist end
+phrases match every one (a test says so); custom ``end_phrases`` may not, and then an offline
+session runs on to Max Turns."""
 _THERAPIST_CLOSING = re.compile(
     r"see you next week|reach out|take care|until next week|all the time we have|our next session"
     r"|have a good week"
@@ -86,19 +92,54 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return list(value)
 
 
+@dataclass(frozen=True)
+class Scene:
+    """What the offline script needs of a session: built from the request's context and the
+    personas the backend was given."""
+
+    patient: Patient
+    therapist: Therapist
+    session_number: int
+    previous_summary: str | None
+    session_notes: str | None
+    seed: int
+    min_turns: int
+    max_turns: int
+
+
 class OfflineBackend:
     """Chat backend that needs no network, no key and no model weights."""
 
     name = "offline"
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, patients: Iterable[Patient], therapist: Therapist, seed: int | None = None) -> None:
+        self.patients = {p.key: p for p in patients}
+        self.therapist = therapist
         self.seed = 0 if seed is None else seed
+
+    def _scene(self, request: ChatRequest) -> Scene:
+        context: Context | None = request.context
+        if context is None:
+            raise BackendError(f"{request.role}: the offline backend needs the request's context")
+        patient = self.patients.get(context.persona_id)
+        if patient is None:
+            raise BackendError(
+                f"{request.role}: the offline backend was not given persona {context.persona_id!r}"
+            )
+        return Scene(
+            patient=patient,
+            therapist=self.therapist,
+            session_number=context.session_number,
+            previous_summary=context.previous_summary,
+            session_notes=patient.notes_for(context.session_number),
+            seed=self.seed,
+            min_turns=context.min_turns,
+            max_turns=context.max_turns,
+        )
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         await asyncio.sleep(0)  # yield, so --concurrency interleaves personas as a real backend does
-        scene = request.scene
-        if scene is None:
-            raise BackendError(f"{request.role}: the offline backend needs the session scene")
+        scene = self._scene(request)
         rng = random.Random(
             f"{self.seed}:{scene.patient.key}:{scene.session_number}:{request.role}:"
             f"{request.purpose}:{len(request.messages)}:{request.messages[-1].content[-80:]}"
@@ -130,21 +171,6 @@ def _own_turns(messages: Sequence[ChatMessage]) -> int:
 
 def _last_user(messages: Sequence[ChatMessage]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
-
-
-def _closing_line(scene: Scene, rng: random.Random) -> str:
-    """A closing sentence that one of the configured end phrases really matches."""
-    name = scene.patient.name.split()[0]
-    candidates = [c.format(name=name) for c in _CLOSINGS]
-    patterns = [re.compile(p, re.IGNORECASE) for p in scene.therapist_end_phrases]
-    matching = [c for c in candidates if any(p.search(c) for p in patterns)]
-    if matching:
-        return rng.choice(matching)
-    for pattern in scene.therapist_end_phrases:
-        literal = re.sub(r"\\b|\^|\$|\(\?[a-zA-Z]+\)", "", pattern).replace("\\", "")
-        if re.search(pattern, literal, re.IGNORECASE):
-            return f"{literal[:1].upper()}{literal[1:]}, {name}."
-    return candidates[0]
 
 
 class _Therapist:
@@ -299,7 +325,7 @@ class _Therapist:
         return (
             f"{self._echo()} You worked hard today, {self.name}. To sum up: we looked at one of those "
             f"moments closely, found a more balanced way to see it, and you have a plan for the week. "
-            f"{_closing_line(self.scene, self.rng)}"
+            f"{self.rng.choice(CLOSINGS).format(name=self.name)}"
         )
 
 
