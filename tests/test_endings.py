@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.backends.offline.backend import CLOSINGS
+from simulator.backends.offline.therapist import CLOSINGS
 from simulator.endings import (
     DEFAULT_PATIENT_END_PHRASES,
     DEFAULT_THERAPIST_END_PHRASES,
