@@ -198,14 +198,14 @@ async def run(
 def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tuple[RunPlan, str]:
     """The plan a run folder was started with, from its snapshot of inputs and settings."""
     run_dir = state.store.run_dir
-    settings = snapshot_settings(run_dir, state.data["settings"])
+    settings = snapshot_settings(run_dir, state.index.settings)
     settings.update(updates or {})
     try:
         config = RunConfig.model_validate(settings)
     except ValueError as exc:
         raise RunStateError(state.store.run_file, f"damaged settings: {exc}") from None
-    personas = [run_dir / INPUTS / "personas" / f"{pid}.yaml" for pid in state.data["inputs"]["personas"]]
-    return load_plan(config, personas), str(state.data["backend"])
+    personas = [run_dir / INPUTS / "personas" / f"{pid}.yaml" for pid in state.index.inputs.personas]
+    return load_plan(config, personas), state.index.backend
 
 
 async def resume(
@@ -223,8 +223,8 @@ async def resume(
         plan, backend_name = _plan_from_run(state, {"concurrency": concurrency} if concurrency else None)
         for change in state.reconcile():
             _say(change)
-        if all(entry.get("status") == "complete" for _, _, entry in state.entries()):
-            if state.data.get("status") != "complete":
+        if all(entry.status == "complete" for _, _, entry in state.entries()):
+            if state.index.status != "complete":
                 state.finish("complete", plan.config)
             _say(f"{run_dir}: every session is complete; nothing to resume")
             return 0
@@ -232,9 +232,9 @@ async def resume(
             announce(backend_name)
         owned = backend is None
         chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
-        state.data["status"] = "running"
-        state.data["ended_at"] = None
-        state.data["resumes"].append(now())
+        state.index.status = "running"
+        state.index.ended_at = None
+        state.index.resumes = [*state.index.resumes, now()]
         state.save(force=True)
         return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
@@ -253,11 +253,11 @@ async def replay(
     """``simulator replay``: a new run of ``persona_id`` from session ``session_number`` on,
     opened with the summary session K-1 left in ``run_dir``, with any setting changed."""
     source = load_state(run_dir)
-    if persona_id not in source.data["inputs"]["personas"]:
-        known = ", ".join(sorted(source.data["inputs"]["personas"]))
+    if persona_id not in source.index.inputs.personas:
+        known = ", ".join(sorted(source.index.inputs.personas))
         raise InputError("--persona", f"no persona {persona_id!r} in {run_dir} (it has: {known})")
     previous, origin = _summary_before(source, persona_id, session_number)
-    inherited = snapshot_settings(run_dir, source.data["settings"])
+    inherited = snapshot_settings(run_dir, source.index.settings)
     for key in REPLAY_NOT_INHERITED:
         inherited.pop(key, None)
     from_file = (
@@ -276,11 +276,11 @@ async def replay(
     elif config.backend is not None:
         backend_name = choose_backend(config)
     else:
-        backend_name = str(source.data["backend"])
+        backend_name = source.index.backend
         announce(backend_name)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    source_settings = source.data["settings"]
+    source_settings = source.index.settings
     changed = sorted(
         key
         for key, value in plan.config.model_dump(mode="json").items()
@@ -289,12 +289,12 @@ async def replay(
     )
     branched = {
         "run_dir": str(run_dir),
-        "run_id": source.data["run_id"],
+        "run_id": source.index.run_id,
         "persona": persona_id,
         "session": session_number,
         "previous_summary_from": origin,
         "changed_settings": changed,
-        "backend": source.data["backend"],
+        "backend": source.index.backend,
     }
     return await _start(
         plan, backend_name, backend, progress, listeners, command="replay", branched_from=branched
@@ -303,7 +303,7 @@ async def replay(
 
 def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str | None, str | None]:
     """The summary that opened (or would open) session ``number`` in the source run."""
-    start = int(source.data["settings"].get("start", 1))
+    start = int(source.index.settings.get("start", 1))
     if number < start:
         raise InputError(
             "--session", f"the source run starts at session {start}; cannot replay session {number}"
@@ -326,10 +326,10 @@ def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str
 def merge(run_dirs: list[Path], into: Path) -> str:
     """``simulator merge``: shard run folders into one run folder; returns the report line."""
     state = merge_runs(run_dirs, into)
-    totals = state.data["totals"]
+    totals = state.index.totals
     return (
-        f"merged {len(run_dirs)} run folders into {into}: {len(state.data['sessions'])} personas, "
-        f"{totals.get('complete', 0)}/{totals['sessions']} sessions complete (status {state.data['status']})"
+        f"merged {len(run_dirs)} run folders into {into}: {len(state.index.sessions)} personas, "
+        f"{totals.get('complete', 0)}/{totals['sessions']} sessions complete (status {state.index.status})"
     )
 
 

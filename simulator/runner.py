@@ -24,7 +24,9 @@ from typing import Any
 from simulator import __version__
 from simulator.backends import kind
 from simulator.config import RunConfig
+from simulator.cost import estimate_cost
 from simulator.errors import InputError, RunStateError, SimulatorError
+from simulator.index import FORMAT, SESSION_STATUSES, RunIndex, RunStatus, SessionEntry
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
@@ -35,9 +37,6 @@ from simulator.templates import TEMPLATE_NAMES
 
 RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 INPUTS = "inputs"
-FORMAT = 1
-SESSION_STATUSES = ("pending", "running", "complete", "failed", "interrupted")
-"""Every session in run.json has one; pending, failed and interrupted ones are what resume runs."""
 SAVE_INTERVAL_S = 0.5
 """Least time between two writes of run.json while a run goes (see :class:`RunState`)."""
 
@@ -81,28 +80,9 @@ class SessionEvent:
 Listener = Callable[[SessionEvent], None]
 
 
-def estimate_cost(totals: dict[str, TokenCounts], config: RunConfig) -> float | None:
-    """US dollars for the tokens by role, from ``prices`` in the config (None without prices)."""
-    if not config.prices:
-        return None
-    cost = 0.0
-    for role, counts in totals.items():
-        price = config.prices.get(config.role(role).model or "")
-        if price is None:
-            continue
-        cached_price = price.cached if price.cached is not None else price.prompt
-        uncached = counts.prompt_tokens - counts.cached_tokens
-        cost += (
-            uncached * price.prompt
-            + counts.cached_tokens * cached_price
-            + counts.completion_tokens * price.completion
-        ) / 1e6
-    return cost
-
-
 @dataclass
 class RunState:
-    """The in-memory run.json; the runner updates it and the store writes it.
+    """The in-memory run.json (a :class:`RunIndex`); the runner updates it, the store writes it.
 
     ``usage`` in run.json counts every attempt that reached a record (an interrupted attempt
     that resume later redid included), by role, cache hits among them: what the run cost.
@@ -113,7 +93,7 @@ class RunState:
     slightly behind the session files, which :meth:`reconcile` catches up on.
     """
 
-    data: dict[str, Any]
+    index: RunIndex
     store: RunStore
     listeners: list[Listener] = field(default_factory=list)
     save_interval_s: float = SAVE_INTERVAL_S
@@ -137,26 +117,20 @@ class RunState:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        self.data["totals"] = self._totals()
-        self.store.write_run(self.data)
+        self.index.totals = self._totals()
+        self.store.write_run(self.index.dump())
         self._last_save = time.monotonic()
 
-    def session(self, persona_id: str, number: int) -> dict[str, Any]:
-        sessions: dict[str, Any] = self.data["sessions"].setdefault(persona_id, {})
-        entry: dict[str, Any] = sessions.setdefault(str(number), {"status": "pending"})
-        return entry
+    def session(self, persona_id: str, number: int) -> SessionEntry:
+        return self.index.entry(persona_id, number)
 
-    def entries(self) -> list[tuple[str, int, dict[str, Any]]]:
-        return [
-            (pid, int(number), entry)
-            for pid, sessions in self.data["sessions"].items()
-            for number, entry in sessions.items()
-        ]
+    def entries(self) -> list[tuple[str, int, SessionEntry]]:
+        return self.index.entries()
 
     def start(self, persona_id: str, number: int) -> None:
         entry = self.session(persona_id, number)
-        entry["status"] = "running"
-        entry["started_at"] = now()
+        entry.status = "running"
+        entry.started_at = now()
         self.save()
         self.emit(SessionEvent(persona_id, number, "running"))
 
@@ -168,13 +142,11 @@ class RunState:
         self.emit(SessionEvent(record.persona_id, record.session_number, record.status, record))
 
     def _index(self, record: SessionRecord) -> None:
-        entry = self.session(record.persona_id, record.session_number)
-        attempts = int(entry.get("attempts", 0)) + 1
-        entry.clear()
+        attempts = self.session(record.persona_id, record.session_number).attempts + 1
         path = self.store.session_path(
             record.persona_id, record.session_number, ".txt", partial=record.status != "complete"
         )
-        entry.update(
+        entry = SessionEntry(
             status=record.status,
             file=path.relative_to(self.store.run_dir).as_posix(),
             termination=record.termination.reason if record.termination else None,
@@ -186,27 +158,28 @@ class RunState:
             ended_at=record.ended_at,
         )
         if record.error:
-            entry["error"] = record.error
+            entry.error = record.error
+        self.index.sessions.setdefault(record.persona_id, {})[record.session_number] = entry
 
     def _add_usage(self, record: SessionRecord) -> None:
-        usage: dict[str, Any] = self.data.setdefault("usage", {})
+        usage = self.index.usage
         for role, counts in record.usage.items():
-            total = TokenCounts.model_validate(usage.get(role, {}))
-            total.merge(counts)
-            usage[role] = total.model_dump()
+            usage.setdefault(role, TokenCounts()).merge(counts)
+        self.index.usage = usage
         if record.status == "complete":
-            flags: dict[str, int] = self.data.setdefault("flags", {})
+            flags = self.index.flags
             for flag, count in record.flag_counts().items():
                 flags[flag] = flags.get(flag, 0) + count
+            self.index.flags = flags
 
     def usage(self) -> dict[str, TokenCounts]:
-        return {role: TokenCounts.model_validate(c) for role, c in self.data.get("usage", {}).items()}
+        return {role: counts.model_copy() for role, counts in self.index.usage.items()}
 
     def _totals(self) -> dict[str, Any]:
         total = TokenCounts()
-        for counts in self.usage().values():
+        for counts in self.index.usage.values():
             total.merge(counts)
-        statuses = [entry["status"] for _, _, entry in self.entries()]
+        statuses = [entry.status for _, _, entry in self.entries()]
         return {
             "sessions": len(statuses),
             **{status: statuses.count(status) for status in SESSION_STATUSES if status in statuses},
@@ -214,12 +187,12 @@ class RunState:
             "cached_share": total.cached_share(),
         }
 
-    def finish(self, status: str, config: RunConfig) -> None:
-        self.data["status"] = status
-        self.data["ended_at"] = now()
+    def finish(self, status: RunStatus, config: RunConfig) -> None:
+        self.index.status = status
+        self.index.ended_at = now()
         cost = estimate_cost(self.usage(), config)
         if cost is not None:
-            self.data["cost_usd"] = round(cost, 6)
+            self.index.cost_usd = round(cost, 6)
         self.save(force=True)
 
     def emit(self, event: SessionEvent) -> None:
@@ -241,18 +214,18 @@ class RunState:
         for pid, number, entry in self.entries():
             if self.store.is_complete(pid, number):
                 self.store.drop_partial(pid, number)
-                if entry.get("status") != "complete":
+                if entry.status != "complete":
                     record = self.store.read_session(pid, number)
                     self._index(record)
                     self._add_usage(record)
                     changes.append(f"{pid} session {number}: complete on disk")
-            elif entry.get("status") in ("running", "complete"):
-                entry["status"] = "interrupted"
+            elif entry.status in ("running", "complete"):
+                fields = entry.model_dump(exclude_unset=True, exclude={"file"})
+                kept = SessionEntry.model_validate({**fields, "status": "interrupted"})
                 if self.store.has_partial(pid, number):
                     partial = self.store.session_path(pid, number, ".txt", partial=True)
-                    entry["file"] = partial.relative_to(self.store.run_dir).as_posix()
-                else:
-                    entry.pop("file", None)
+                    kept.file = partial.relative_to(self.store.run_dir).as_posix()
+                self.index.sessions[pid][number] = kept
                 changes.append(f"{pid} session {number}: interrupted")
         return changes
 
@@ -351,7 +324,7 @@ def create_run(
         "resumes": [],
     }
     store = RunStore(tmp_dir)
-    state = RunState(data, store)
+    state = RunState(RunIndex.parse(data), store)
     for loaded in plan.patients:
         for number in range(config.start, config.start + config.sessions):
             state.session(loaded.persona.key, number)
@@ -419,7 +392,7 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: RunStatus) -> None:
         self.state.finish(status, self.plan.config)
 
     def _opening_summary(self, persona_id: str, number: int) -> str | None:
@@ -466,10 +439,10 @@ class Runner:
 
 def load_state(run_dir: Path) -> RunState:
     store = RunStore(run_dir)
-    data = store.read_run()
-    for key in ("settings", "sessions", "inputs"):
-        if key not in data:
-            raise RunStateError(store.run_file, f"damaged run.json: no {key!r}")
-    data.setdefault("usage", {})
-    data.setdefault("resumes", [])
-    return RunState(data, store)
+    try:
+        index = RunIndex.parse(store.read_run())
+    except ValueError as exc:
+        raise RunStateError(store.run_file, f"damaged run.json: {exc}") from None
+    index.usage = index.usage  # written from now on even when the file had none
+    index.resumes = index.resumes
+    return RunState(index, store)
