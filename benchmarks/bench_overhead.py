@@ -117,7 +117,7 @@ def run_settings(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
 async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     import simulator.backends.openai  # noqa: F401  (imported before the clock starts, as in bare)
     from simulator import commands
-    from simulator.runner import SessionEvent
+    from simulator.state import SessionEvent
 
     personas = write_personas(work / "personas", args.personas)
     samples: list[tuple[int, int, int, int]] = []

@@ -16,21 +16,15 @@ from urllib.parse import urlsplit
 from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import EXIT_INTERRUPTED, InputError, InputErrors, RunStateError
+from simulator.layout import persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
 from simulator.protocol import ChatBackend
-from simulator.runner import (
-    INPUTS,
-    Listener,
-    Runner,
-    RunState,
-    create_run,
-    load_state,
-    snapshot_settings,
-)
+from simulator.runner import Runner
 from simulator.session import now
 from simulator.shards import merge_runs, select_shard, shard_record
+from simulator.state import Listener, RunState, create_run, load_state, snapshot_settings
 from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
@@ -204,7 +198,7 @@ def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tu
         config = RunConfig.model_validate(settings)
     except ValueError as exc:
         raise RunStateError(state.store.run_file, f"damaged settings: {exc}") from None
-    personas = [run_dir / INPUTS / "personas" / f"{pid}.yaml" for pid in state.index.inputs.personas]
+    personas = [persona_file(run_dir, pid) for pid in state.index.inputs.personas]
     return load_plan(config, personas), state.index.backend
 
 
@@ -269,7 +263,7 @@ async def replay(
     merged = {**inherited, **from_file, **given, "start": session_number}
     merged.setdefault("sessions", 1)
     config = load_config(None, merged)
-    plan = load_plan(config, [run_dir / INPUTS / "personas" / f"{persona_id}.yaml"])
+    plan = load_plan(config, [persona_file(run_dir, persona_id)])
     plan.first_summary = previous
     if backend is not None:
         backend_name = backend.name
@@ -309,7 +303,7 @@ def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str
             "--session", f"the source run starts at session {start}; cannot replay session {number}"
         )
     if number == start:
-        path = source.store.run_dir / INPUTS / "previous_summary.txt"
+        path = summary_file(source.store.run_dir)
         if path.is_file():
             return path.read_text(encoding="utf-8").strip(), path.relative_to(source.store.run_dir).as_posix()
         return None, None

@@ -20,7 +20,7 @@ from rich.text import Text
 from simulator.config import RunConfig
 from simulator.cost import estimate_cost
 from simulator.records import TokenCounts
-from simulator.runner import RunState, SessionEvent
+from simulator.state import RunState, SessionEvent
 
 LIVE_REFRESH_PER_SECOND = 4
 

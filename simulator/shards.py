@@ -15,11 +15,12 @@ from typing import Any
 
 from simulator.errors import InputError, RunStateError
 from simulator.index import RunIndex
+from simulator.layout import INPUTS, LOCK_FILE, validate_run_id
 from simulator.personas import LoadedPersona
 from simulator.records import TokenCounts
-from simulator.runner import INPUTS, RunState, load_state, validate_run_id
 from simulator.session import now
-from simulator.store import LOCK_FILE, RunStore
+from simulator.state import RunState, load_state
+from simulator.store import RunStore
 
 SHARD_FREE_SETTINGS = (
     "run_id",
