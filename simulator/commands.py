@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import EXIT_INTERRUPTED, InputError, InputErrors, RunStateError
-from simulator.layout import persona_file, summary_file
+from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
 from simulator.protocol import ChatBackend
+from simulator.reader import Run, read_run
 from simulator.runner import Runner
 from simulator.session import now
 from simulator.shards import merge_runs, select_shard, shard_record
@@ -182,11 +183,36 @@ async def run(
     plan.patients = select_shard(plan.patients, shard)
     if not plan.patients:
         raise InputError("--shard", f"shard {config.shard} of {len(everyone)} personas is empty")
+    extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
+    code, _ = await _run_plan(plan, backend, progress, listeners, extra)
+    return code
+
+
+async def _run_plan(
+    plan: RunPlan,
+    backend: ChatBackend | None,
+    progress: bool | None,
+    listeners: Iterable[Listener],
+    extra: dict[str, Any] | None = None,
+) -> tuple[int, Path]:
+    """Choose and check the backend, then create and run the plan's run folder."""
+    config = plan.config
+    if config.run_id is None:
+        config = config.model_copy(update={"run_id": new_run_id()})
     backend_name = backend.name if backend is not None else choose_backend(config)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
-    return await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
+    code = await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
+    return code, config.out / str(config.run_id)
+
+
+async def run_series(
+    plan: RunPlan, *, backend: ChatBackend | None = None, listeners: Iterable[Listener] = ()
+) -> Run:
+    """Run every session of ``plan`` into a new run folder and read it back: the library's
+    ``simulator run`` for notebooks (no progress display; a failed session is in the result)."""
+    _, run_dir = await _run_plan(plan, backend, False, listeners)
+    return read_run(run_dir)
 
 
 def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tuple[RunPlan, str]:
