@@ -38,9 +38,11 @@ from simulator.records import (
     Message,
     SessionRecord,
     Speaker,
+    Status,
     Termination,
     TokenCounts,
 )
+from simulator.transcript import transcript_text
 
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
 OTHER: dict[Speaker, Speaker] = {"Patient": "Therapist", "Therapist": "Patient"}
@@ -117,9 +119,17 @@ def new_record(scene: Scene, config: RunConfig, backend: ChatBackend) -> Session
     )
 
 
-def transcript_text(messages: list[Message]) -> str:
-    """The conversation as the summarizer reads it (the transcript's message lines)."""
-    return "\n\n".join(f"{m.speaker}: {m.content}" for m in messages)
+def stop_record(record: SessionRecord, status: Status, reason: str, details: str) -> SessionRecord:
+    """End a session that did not finish by itself (a backend error, a stopped run): status,
+    termination at its last message, end time. Failed sessions keep the error too."""
+    record.status = status
+    if status == "failed":
+        record.error = details
+    record.termination = Termination(
+        reason=reason, details=details, message_index=len(record.messages) - 1 if record.messages else None
+    )
+    record.ended_at = now()
+    return record
 
 
 def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
@@ -186,11 +196,7 @@ class SessionRunner:
             await self._summarize()
             record.status = "complete"
         except BackendError as exc:
-            record.status = "failed"
-            record.error = str(exc)
-            record.termination = Termination(
-                reason=ERROR, details=str(exc), message_index=len(record.messages) - 1
-            )
+            return stop_record(record, "failed", ERROR, str(exc))
         record.ended_at = now()
         return record
 

@@ -19,8 +19,8 @@ from simulator.session import (
     extend_reply,
     run_session,
     snippet,
-    transcript_text,
 )
+from simulator.transcript import transcript_text
 from tests.conftest import FIVE_SECTIONS, MARCUS, PERSONAS, FakeBackend
 
 _patient, _therapist = load_persona(MARCUS).persona, load_persona(PERSONAS / "nova.yaml").persona
