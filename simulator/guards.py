@@ -3,7 +3,7 @@
 Each function is pure: it looks at text and says what is wrong or returns a repaired copy, so the
 session loop can decide whether to keep, continue, trim or regenerate, and record the repair as a
 short snake_case flag on the message. The defects they target are the ones the reference output
-shows (SPEC.md, "Quality"): messages cut mid-sentence, near-verbatim repeats, role breaks, and
+shows (tests/data/reference_session_08.txt): messages cut mid-sentence, near-verbatim repeats, role breaks, and
 summaries wrapped in preambles and doubled headings.
 """
 

@@ -185,7 +185,6 @@ class SessionRunner:
             "Therapist": compile_phrases(config.end_phrases.therapist),
             "Patient": compile_phrases(config.end_phrases.patient),
         }
-        # Not (yet) run-config keys; read them when the config grows them.
         self.role_nudge = self.guards.role_nudge
         self.summary_retry_note = self.guards.summary_retry_note
 
