@@ -4,14 +4,17 @@ output and bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import simulator
 from simulator.errors import InputError
 from simulator.export import formats
+from simulator.export.filters import REPAIR_FLAGS
 from simulator.export.options import Split
 from simulator.export.splits import assign, sizes
 from tests.conftest import MARCUS, PERSONAS
@@ -31,6 +34,7 @@ def exported_keys(path: Path) -> list[tuple[str, int]]:
     return [(r["persona_id"], r["session_number"]) for r in read_jsonl(path)]
 
 
+FLAG_WRITE = re.compile(r'(?:flags|regenerations)\.append\("(\w+)"\)|flags = \["(\w+)"\]')
 ALL = [(p, n) for p in PATIENTS for n in (1, 2, 3)]
 
 
@@ -482,3 +486,17 @@ def test_a_write_that_fails_halfway_leaves_the_old_output_and_no_temporaries(
     assert result.exit_code == 130
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_every_repair_flag_the_engine_writes_is_known_to_exclude_flags() -> None:
+    """--exclude-flags refuses names it does not know; a flag the engine gains must be added."""
+    package = Path(simulator.__file__).parent
+    written = {
+        name
+        for module in ("guards.py", "summary.py", "session.py")
+        for match in FLAG_WRITE.finditer((package / module).read_text(encoding="utf-8"))
+        for name in match.groups()
+        if name
+    }
+    assert written - {"empty"} <= set(REPAIR_FLAGS)
+    assert len(written) > 15
