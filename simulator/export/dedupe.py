@@ -25,37 +25,39 @@ def method(threshold: float) -> str:
 
 
 class NearDuplicates:
-    """Keeps a MinHash per kept session; ``check`` answers which kept session a text repeats."""
+    """Keeps the MinHash signature of each kept session; ``check`` answers which kept session a
+    text repeats. One MinHash is reused (cleared) for every text: the LSH index keeps only
+    band hashes, and the signatures are kept as copies."""
 
     def __init__(self, threshold: float) -> None:
         try:
+            import numpy
             from datasketch import MinHash, MinHashLSH
         except ImportError:
             raise InputError("--dedupe", f"needs the datasketch package: {INSTALL_HINT}") from None
         self.threshold = threshold
-        self._minhash = MinHash
-        template = MinHash(num_perm=NUM_PERM, seed=1)
-        self._permutations, self._scheme = template.permutations, template.scheme
+        self._numpy = numpy
+        self._minhash = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=MASK32.__and__)
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
         self._kept: dict[str, Any] = {}
         self._word_ids = _WordIds()
 
     def check(self, key: str, text: str) -> str | None:
         """The key of a kept session ``text`` nearly duplicates, or None (and it is kept)."""
-        signature = self._minhash(
-            num_perm=NUM_PERM,
-            seed=1,
-            hashfunc=MASK32.__and__,
-            permutations=self._permutations,
-            scheme=self._scheme,
-        )
+        signature = self._minhash
+        signature.clear()
         signature.update_batch(self._shingles(text))
+        digest = signature.digest()
         for other in sorted(self._lsh.query(signature)):
-            if signature.jaccard(self._kept[other]) >= self.threshold:
+            if self._jaccard(digest, self._kept[other]) >= self.threshold:
                 return str(other)
         self._lsh.insert(key, signature)
-        self._kept[key] = signature
+        self._kept[key] = digest
         return None
+
+    def _jaccard(self, one: Any, other: Any) -> float:
+        """The MinHash estimate: the share of permutations whose minimum agrees."""
+        return float(self._numpy.count_nonzero(one == other)) / NUM_PERM
 
     def _shingles(self, text: str) -> set[int]:
         """Word n-gram shingles as ints: CRC32 per word, then the (unsalted) hash of each
