@@ -161,47 +161,57 @@ def test_script_json_cannot_leave_its_script_block(text: str) -> None:
     assert json.loads(encoded) == {"t": text, text: [text]}
 
 
-def test_eval_scores_per_rubric_item(tmp_path: Path) -> None:
+def _eval_rows(page: str) -> list[tuple[str, ...]]:
+    return re.findall(
+        r'<tr><td>(\w*)</td><td title="[^"]*">(\w+)</td><td>([\d.]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>',
+        page,
+    )
+
+
+def _write_eval(run_dir: Path, data: dict) -> None:
+    (run_dir / "eval" / "e1").mkdir(parents=True)
+    (run_dir / "eval" / "e1" / "eval.json").write_text(json.dumps(data))
+
+
+SESSIONS = [
+    {"persona_id": "marcus_thompson", "session_number": 1, "messages": 14, "natural_end": True,
+     "therapist_question_share": 0.5, "scores": {"ctrs": {"agenda": 4, "feedback": 2}}},
+    {"persona_id": "marcus_thompson", "session_number": 2, "messages": 12, "natural_end": False,
+     "therapist_question_share": 0.25, "scores": {"ctrs": {"agenda": {"score": 5}, "feedback": None}}},
+]  # fmt: skip
+
+
+def test_eval_scores_per_rubric_item_from_the_summary(tmp_path: Path) -> None:
+    """The shape `simulator evaluate` writes: means and intervals under summary.items/metrics."""
     run_dir = offline_run(tmp_path, [MARCUS], sessions=2)
-    eval_dir = run_dir / "eval" / "e1"
-    eval_dir.mkdir(parents=True)
-    eval_dir.joinpath("eval.json").write_text(
-        json.dumps(
-            {
-                "sessions": [
-                    {
-                        "persona_id": "marcus_thompson",
-                        "session_number": 1,
-                        "messages": 14,
-                        "natural_end": True,
-                        "therapist_question_share": 0.5,
-                        "scores": {
-                            "ctrs": {"agenda": {"score": 4, "rationale": "x", "evidence": []}, "feedback": 2}
-                        },
-                    },
-                    {
-                        "persona_id": "marcus_thompson",
-                        "session_number": 2,
-                        "messages": 12,
-                        "natural_end": False,
-                        "therapist_question_share": 0.25,
-                        "scores": {"ctrs": {"agenda": {"score": 5}, "feedback": {"score": "judge_failed"}}},
-                    },
-                ],
-                "summary": {
-                    "natural_end_share": 0.5,
-                    "rubrics": {"ctrs": {"agenda": {"mean": 4.5, "interval": [4, 5]}}},
-                },
-            }
-        )
-    )
+    summary = {
+        "sessions": 2,
+        "natural_end_share": 0.5,
+        "items": {"ctrs": {"agenda": {"label": "Agenda", "mean": 4.5, "ci95": [4.0, 5.0], "n": 2},
+                           "feedback": {"label": "Feedback", "mean": 2.0, "ci95": None, "n": 1}}},
+        "metrics": {"natural_end_share": {"mean": 0.5, "ci95": [0.0, 1.0], "n": 2},
+                    "therapist_question_share": {"mean": 0.375, "ci95": [0.25, 0.5], "n": 2}},
+    }  # fmt: skip
+    _write_eval(run_dir, {"format": 1, "sessions": SESSIONS, "summary": summary})
     assert invoke("view", run_dir).exit_code == 0
-    page = (run_dir / "report.html").read_text()
-    rows = re.findall(
-        r"<tr><td>(\w+)</td><td>(\w+)</td><td>([\d.]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>", page
-    )
-    assert rows == [("ctrs", "agenda", "4.50", "4.00–5.00", "2"), ("ctrs", "feedback", "2.00", "—", "1")]
-    assert "Natural end share <b>50%</b>" in page and "Therapist question share <b>38%</b>" in page
+    assert _eval_rows((run_dir / "report.html").read_text()) == [
+        ("ctrs", "agenda", "4.50", "4.00–5.00", "2"),
+        ("ctrs", "feedback", "2.00", "—", "1"),
+        ("", "natural_end_share", "0.50", "0.00–1.00", "2"),
+        ("", "therapist_question_share", "0.38", "0.25–0.50", "2"),
+    ]
+
+
+def test_eval_scores_are_averaged_from_sessions_when_the_summary_lacks_them(tmp_path: Path) -> None:
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=2)
+    _write_eval(run_dir, {"sessions": SESSIONS, "summary": {"items": "not a mapping"}})
+    assert invoke("view", run_dir).exit_code == 0
+    assert _eval_rows((run_dir / "report.html").read_text()) == [
+        ("ctrs", "agenda", "4.50", "—", "2"),
+        ("ctrs", "feedback", "2.00", "—", "1"),
+        ("", "natural_end_share", "0.50", "—", "2"),
+        ("", "therapist_question_share", "0.38", "—", "2"),
+    ]
 
 
 def test_an_unreadable_eval_is_a_note_not_a_failure(tmp_path: Path) -> None:

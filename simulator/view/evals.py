@@ -1,12 +1,16 @@
 """Evaluation scores for the overview, read defensively from ``RUN_DIR/eval/*/eval.json``.
 
-``simulator evaluate`` writes those files; the page reads only the fields its issue fixes, and
-tolerates any other shape: per session ``scores`` (or ``rubrics``) as ``{rubric: {item: score}}``
-where a score is a number or an object with a numeric ``score``/``value``; ``natural_end`` and
-``therapist_question_share`` per session; and from ``summary`` the ``natural_end_share`` and,
-when present, an interval per item (``[lo, hi]`` under ``interval``/``ci``, or
-``ci_low``/``ci_high``) found under ``summary.rubrics`` (or ``summary.items``/``summary.scores``).
-Means are computed here from the session scores. A file that cannot be read becomes a note.
+``simulator evaluate`` writes those files. The page shows the newest one (by modification
+time) and reads only these fields, tolerating any other shape:
+
+- ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low, high]``), ``n`` and ``label``,
+  one row per rubric item;
+- ``summary.metrics[NAME]``: ``mean``, ``ci95`` and ``n`` of each model-free metric
+  (``natural_end_share``, ``therapist_question_share``, ...);
+- when ``summary`` lacks them, per session ``scores[RUBRIC][ITEM]`` (a number, or an object
+  with a numeric ``score``) and ``natural_end`` / ``therapist_question_share``, averaged here.
+
+A value that is not a finite number is skipped; a file that cannot be read becomes a note.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ from typing import Any
 
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
-_SCORE_KEYS = ("scores", "rubrics")
-_SUMMARY_KEYS = ("rubrics", "items", "scores")
 
 
 @dataclass(frozen=True)
-class ItemScore:
-    rubric: str
-    item: str
+class Score:
+    """One row of the page's score table: a rubric item or a model-free metric."""
+
+    group: str
+    name: str
     mean: float
     n: int
     low: float | None = None
     high: float | None = None
+    label: str | None = None
 
 
 @dataclass
@@ -38,81 +43,99 @@ class EvalOverview:
     """The newest evaluation of a run, as the overview shows it."""
 
     eval_id: str
-    items: list[ItemScore] = field(default_factory=list)
-    natural_end_share: float | None = None
-    question_share: float | None = None
+    items: list[Score] = field(default_factory=list)
+    metrics: list[Score] = field(default_factory=list)
     sessions: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, dict):
-        value = value.get("score", value.get("value"))
+        value = value.get("score")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _interval(summary: dict[str, Any], rubric: str, item: str) -> tuple[float | None, float | None]:
-    for key in _SUMMARY_KEYS:
-        rubrics = summary.get(key)
-        items = rubrics.get(rubric) if isinstance(rubrics, dict) else None
-        entry = items.get(item) if isinstance(items, dict) else None
-        if isinstance(entry, dict):
-            pair = entry.get("interval", entry.get("ci"))
-            if isinstance(pair, list) and len(pair) == 2:
-                return _number(pair[0]), _number(pair[1])
-            return _number(entry.get("ci_low")), _number(entry.get("ci_high"))
-    return None, None
-
-
-def _mapping(value: Any) -> dict[str, Any]:
+def as_mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _summary_score(group: str, name: str, entry: Any) -> Score | None:
+    """A row from a summary entry ``{mean, ci95, n, label}``."""
+    entry = as_mapping(entry)
+    mean = _number(entry.get("mean"))
+    if mean is None:
+        return None
+    ci = entry.get("ci95")
+    low, high = (_number(ci[0]), _number(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
+    n = entry.get("n")
+    label = entry.get("label")
+    return Score(
+        group,
+        name,
+        mean,
+        n if isinstance(n, int) else 0,
+        low,
+        high,
+        label if isinstance(label, str) else None,
+    )
+
+
+def _averaged(group_values: dict[tuple[str, str], list[float]]) -> list[Score]:
+    return [
+        Score(group, name, sum(values) / len(values), len(values))
+        for (group, name), values in sorted(group_values.items())
+        if values
+    ]
+
+
+def _from_sessions(sessions: list[dict[str, Any]]) -> tuple[list[Score], list[Score]]:
+    """Means computed here when the summary does not give them."""
+    scores: dict[tuple[str, str], list[float]] = {}
+    metrics: dict[tuple[str, str], list[float]] = {}
+    for session in sessions:
+        if isinstance(session.get("natural_end"), bool):
+            metrics.setdefault(("metric", "natural_end_share"), []).append(float(session["natural_end"]))
+        share = _number(session.get("therapist_question_share"))
+        if share is not None:
+            metrics.setdefault(("metric", "therapist_question_share"), []).append(share)
+        for rubric, items in as_mapping(session.get("scores")).items():
+            for item, score in as_mapping(items).items():
+                value = _number(score)
+                if value is not None:
+                    scores.setdefault((str(rubric), str(item)), []).append(value)
+    return _averaged(scores), _averaged(metrics)
 
 
 def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
-    """Per rubric item means over the sessions of one ``eval.json``."""
+    """The rows of one ``eval.json``."""
     view = EvalOverview(eval_id)
     if not isinstance(data, dict):
         view.notes.append(f"{eval_id}/{EVAL_FILE}: not a JSON object")
         return view
     sessions = [s for s in data.get("sessions") or [] if isinstance(s, dict)]
-    summary = _mapping(data.get("summary"))
+    summary = as_mapping(data.get("summary"))
     view.sessions = len(sessions)
-    scores: dict[tuple[str, str], list[float]] = {}
-    ends: list[float] = []
-    questions: list[float] = []
-    for session in sessions:
-        if isinstance(session.get("natural_end"), bool):
-            ends.append(float(session["natural_end"]))
-        share = _number(session.get("therapist_question_share"))
-        if share is not None:
-            questions.append(share)
-        for key in _SCORE_KEYS:
-            rubrics = session.get(key)
-            if not isinstance(rubrics, dict):
-                continue
-            for rubric, items in rubrics.items():
-                for item, score in items.items() if isinstance(items, dict) else []:
-                    value = _number(score)
-                    if value is not None:
-                        scores.setdefault((str(rubric), str(item)), []).append(value)
-    for (rubric, item), values in sorted(scores.items()):
-        low, high = _interval(summary, rubric, item)
-        view.items.append(ItemScore(rubric, item, sum(values) / len(values), len(values), low, high))
-    view.natural_end_share = _number(summary.get("natural_end_share"))
-    if view.natural_end_share is None:
-        view.natural_end_share = _mean(ends)
-    view.question_share = _mean(questions)
+    view.items = [
+        score
+        for rubric, items in as_mapping(summary.get("items")).items()
+        for item, entry in as_mapping(items).items()
+        if (score := _summary_score(str(rubric), str(item), entry)) is not None
+    ]
+    view.metrics = [
+        score
+        for name, entry in as_mapping(summary.get("metrics")).items()
+        if (score := _summary_score("metric", str(name), entry)) is not None
+    ]
+    items, metrics = _from_sessions(sessions)
+    view.items = view.items or items
+    view.metrics = view.metrics or metrics
     return view
 
 
 def read_evals(run_dir: Path) -> EvalOverview | None:
-    """The newest ``eval/EVAL_ID/eval.json`` (by modification time), or None when there is none."""
+    """The newest ``eval/EVAL_ID/eval.json``, or None when the run has none."""
     files = sorted((run_dir / EVAL_DIR).glob(f"*/{EVAL_FILE}"), key=lambda p: (p.stat().st_mtime, p.name))
     if not files:
         return None
@@ -126,5 +149,5 @@ def read_evals(run_dir: Path) -> EvalOverview | None:
         return view
     view = summarize_eval(eval_id, data)
     if len(files) > 1:
-        view.notes.append(f"{len(files) - 1} older evaluation(s) not shown")
+        view.notes.append(f"{len(files) - 1} older evaluation(s) in {EVAL_DIR}/ not shown")
     return view

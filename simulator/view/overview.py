@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.index import RunIndex
+from simulator.view.evals import as_mapping
 from simulator.view.sessions import SessionView
 
 ROLES = ("therapist", "patient", "summarizer")
@@ -38,10 +39,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def role_models(index: RunIndex, views: Iterable[SessionView]) -> dict[str, str]:
     """The model each role used: what the session records say, else what the settings asked."""
     seen: dict[str, set[str]] = {role: set() for role in ROLES}
@@ -50,10 +47,10 @@ def role_models(index: RunIndex, views: Iterable[SessionView]) -> dict[str, str]
             for role, model in view.body["meta"]["models"].items():
                 seen.setdefault(role, set()).add(str(model))
     settings = index.settings
-    roles = _mapping(settings.get("roles"))
+    roles = as_mapping(settings.get("roles"))
     models: dict[str, str] = {}
     for role in ROLES:
-        role_settings = _mapping(roles.get(role))
+        role_settings = as_mapping(roles.get(role))
         asked = settings.get(f"{role}_model") or role_settings.get("model") or settings.get("model")
         models[role] = ", ".join(sorted(seen[role])) or _text(asked)
         if models[role] == "—" and index.offline:
