@@ -12,7 +12,7 @@ import pytest
 
 from simulator.reader import read_run
 from simulator.view.evals import summarize_eval
-from simulator.view.sessions import end_phrase_span, script_json
+from simulator.view.sessions import end_phrase_span, packed, unpacked
 from tests.conftest import MARCUS, invoke
 from tests.viewkit import MARCUS_PRIYA, habits_run, mark_interrupted, offline_run
 
@@ -24,9 +24,11 @@ def habits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _bodies(page: str) -> dict[str, dict]:
     blocks = re.findall(
-        r'<script type="application/json" class="session-data" data-for="([^"]+)">(.*?)</script>', page, re.S
+        r'<script type="application/gzip" class="session-data" data-for="([^"]+)" data-encoding="base64">(.*?)</script>',
+        page,
+        re.S,
     )
-    return {key: json.loads(text) for key, text in blocks}
+    return {key: unpacked(text) for key, text in blocks}
 
 
 def test_writes_one_self_contained_page_next_to_the_run(tmp_path: Path) -> None:
@@ -153,12 +155,12 @@ def test_session_k_shows_whether_it_opened_from_k_minus_1s_summary(habits: Path,
 
 @pytest.mark.parametrize(
     "text",
-    ["</script><script>alert(1)</script>", "<!--<script>", "</SCRIPT >", "a\u2028b & c > d"],
+    ["</script><script>alert(1)</script>", "<!--<script>", "</SCRIPT >", "a\u2028b & c > d \U0001f600"],
 )
-def test_script_json_cannot_leave_its_script_block(text: str) -> None:
-    encoded = script_json({"t": text, text: [text]})
-    assert "<" not in encoded and ">" not in encoded and "&" not in encoded
-    assert json.loads(encoded) == {"t": text, text: [text]}
+def test_packed_bodies_cannot_leave_their_script_block(text: str) -> None:
+    encoded = packed({"t": text, text: [text]})
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", encoded)
+    assert unpacked(encoded) == {"t": text, text: [text]}
 
 
 def _eval_rows(page: str) -> list[tuple[str, ...]]:

@@ -84,6 +84,7 @@ def run_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_page: tuple[Path, Path]) -> None:
     run_dir, page = run_page
     expected = expected_sessions(run_dir)
+    browser.set_window_size(1200, 1500)
     _load(browser, page)
     screenshot(browser, "view-overview")
     keys = sorted(expected)
@@ -138,11 +139,12 @@ def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_pag
     assert (
         total_repaired == 12 and len(browser.find_elements("css selector", ".msg.repaired")) == total_repaired
     )
-    browser.get(page.resolve().as_uri() + "#s-marcus_thompson-1")
-    browser.execute_script(
-        "document.querySelector('#s-marcus_thompson-1 .msg.repaired').scrollIntoView({block: 'center'})"
-    )
+    browser.set_window_size(1200, 1600)
+    browser.get(page.resolve().as_uri() + "#s-marcus_thompson-2")
+    _wait(browser, lambda d: d.find_elements("css selector", "#s-marcus_thompson-2 .msg"))
+    browser.execute_script("document.getElementById('s-marcus_thompson-2').scrollIntoView({block: 'start'})")
     screenshot(browser, "view-session")
+    browser.set_window_size(1280, 900)
     assert console_errors(browser) == []
 
 

@@ -16,8 +16,9 @@ BAR_COLOURS = {
 }
 DEFAULT_COLOUR = "#4a5fa8"
 _ROW = 26
-_LABEL_W = 190
 _WIDTH = 520
+_CHAR_W = 7.0
+"""Width of a label character at the charts' 12 px font, a little generous."""
 
 
 def bar_chart(rows: Sequence[tuple[str, int]], *, title: str) -> Markup:
@@ -25,7 +26,8 @@ def bar_chart(rows: Sequence[tuple[str, int]], *, title: str) -> Markup:
     if not rows:
         return Markup('<p class="empty">none</p>')
     top = max(value for _, value in rows) or 1
-    span = _WIDTH - _LABEL_W - 50
+    label_w = round(min(max(len(label) for label, _ in rows) * _CHAR_W + 12, _WIDTH / 2))
+    span = _WIDTH - label_w - 50
     height = _ROW * len(rows) + 4
     parts = [
         Markup(
@@ -41,14 +43,14 @@ def bar_chart(rows: Sequence[tuple[str, int]], *, title: str) -> Markup:
                 '<rect x="{x}" y="{y}" width="{bw}" height="18" rx="3" fill="{c}"></rect>'
                 '<text x="{vx}" y="{ty}" class="value">{value}</text>'
             ).format(
-                lx=_LABEL_W - 8,
+                lx=label_w - 8,
                 ty=y + 13,
                 label=label,
-                x=_LABEL_W,
+                x=label_w,
                 y=y,
                 bw=width,
                 c=BAR_COLOURS.get(label, DEFAULT_COLOUR),
-                vx=_LABEL_W + width + 6,
+                vx=label_w + width + 6,
                 value=value,
             )
         )
@@ -99,7 +101,7 @@ def histogram(values: Sequence[int], *, title: str, bins: int = 24) -> Markup:
     parts.append(
         Markup(
             '<line x1="28" y1="{b}" x2="{x2}" y2="{b}" class="axis"></line>'
-            '<text x="{x2}" y="{ly}" text-anchor="end" class="label">messages per session</text>'
+            '<text x="30" y="{ly}" class="label">messages per session</text>'
             "</svg>"
         ).format(b=base + 0.5, x2=30 + len(counts) * bar_w, ly=base + 38)
     )

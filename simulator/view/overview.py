@@ -39,6 +39,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _when(stamp: str | None) -> str:
+    """An ISO timestamp as people read it (``2026-11-26 10:17:06 UTC``)."""
+    if not stamp:
+        return "—"
+    return stamp.replace("T", " ").removesuffix("+00:00") + (" UTC" if stamp.endswith("+00:00") else "")
+
+
 def role_models(index: RunIndex, views: Iterable[SessionView]) -> dict[str, str]:
     """The model each role used: what the session records say, else what the settings asked."""
     seen: dict[str, set[str]] = {role: set() for role in ROLES}
@@ -73,8 +80,8 @@ def run_settings(index: RunIndex, views: list[SessionView]) -> list[tuple[str, s
         ("Sessions per persona", _text(settings.get("sessions"))),
         ("Max turns", _text(settings.get("max_turns"))),
         ("Engine version", _text(index.versions.get("simulator"))),
-        ("Started", _text(index.started_at or index.created_at)),
-        ("Ended", _text(index.ended_at)),
+        ("Started", _when(index.started_at or index.created_at)),
+        ("Ended", _when(index.ended_at)),
     ]
     if settings.get("base_url"):
         rows.append(("Base URL", str(settings["base_url"])))

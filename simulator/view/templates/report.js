@@ -1,18 +1,27 @@
 (function () {
   "use strict";
   var bodies = new Map();
+  var unpacked = new Map();
   var texts = new Map();
   var filters = { persona: "", reason: "", repair: "", text: "" };
+  var generation = 0;
 
   document.querySelectorAll("script.session-data").forEach(function (node) {
     bodies.set(node.getAttribute("data-for"), node);
   });
 
+  // A session body: gzipped JSON in base64, unpacked once, on first use.
   function data(key) {
     var node = bodies.get(key);
-    if (!node) { return null; }
-    if (!node._parsed) { node._parsed = JSON.parse(node.textContent); }
-    return node._parsed;
+    if (!node) { return Promise.resolve(null); }
+    if (!unpacked.has(key)) {
+      var binary = atob(node.textContent.trim());
+      var bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i += 1) { bytes[i] = binary.charCodeAt(i); }
+      var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+      unpacked.set(key, new Response(stream).text().then(JSON.parse));
+    }
+    return unpacked.get(key);
   }
 
   function el(tag, cls, text) {
@@ -28,10 +37,10 @@
 
   function searchable(key) {
     if (!texts.has(key)) {
-      var d = data(key);
-      var parts = d ? d.messages.map(function (m) { return m.t; }) : [];
-      if (d) { parts.push(sectionText(d.summary)); }
-      texts.set(key, parts.join("\n").toLowerCase());
+      texts.set(key, data(key).then(function (d) {
+        if (!d) { return ""; }
+        return d.messages.map(function (m) { return m.t; }).concat([sectionText(d.summary)]).join("\n").toLowerCase();
+      }));
     }
     return texts.get(key);
   }
@@ -106,8 +115,11 @@
 
   function render(details) {
     var body = details.querySelector(".body");
-    var d = body && data(details.getAttribute("data-session"));
-    if (!d) { return; }
+    if (!body) { return Promise.resolve(); }
+    return data(details.getAttribute("data-session")).then(function (d) { if (d) { lay(body, d); } });
+  }
+
+  function lay(body, d) {
     body.textContent = "";
     body.removeAttribute("data-empty");
     var meta = d.meta;
@@ -134,32 +146,41 @@
     if (d.summaryOrigins.length) { body.appendChild(flags(d.summaryOrigins, "origin", "summary origin:")); }
   }
 
-  function matches(node) {
+  function matches(node, text) {
     var f = filters;
     if (f.persona && node.getAttribute("data-persona") !== f.persona) { return false; }
     if (f.reason && node.getAttribute("data-reason") !== f.reason) { return false; }
     var repairs = node.getAttribute("data-repairs");
     if (f.repair === "*" && !repairs) { return false; }
     if (f.repair && f.repair !== "*" && repairs.split(" ").indexOf(f.repair) < 0) { return false; }
-    if (f.text && searchable(node.getAttribute("data-session")).indexOf(f.text) < 0) { return false; }
+    if (f.text && text.indexOf(f.text) < 0) { return false; }
     return true;
   }
 
+  // Free text needs every session's words: unpack them all (once), then filter.
   function apply() {
-    var shown = 0;
-    var total = 0;
-    document.querySelectorAll("article.persona").forEach(function (article) {
-      var any = false;
-      article.querySelectorAll("[data-session]").forEach(function (node) {
-        var ok = matches(node);
-        node.closest("li, details").hidden = !ok;
-        if (node.tagName === "A") { total += 1; shown += ok ? 1 : 0; }
-        any = any || ok;
-        if (ok && node.tagName === "DETAILS" && node.open) { render(node); }
+    var mine = ++generation;
+    var keys = Array.from(document.querySelectorAll("a.card[data-session]"), function (a) { return a.getAttribute("data-session"); });
+    var count = document.getElementById("f-count");
+    if (filters.text) { count.textContent = "searching…"; }
+    var words = filters.text ? Promise.all(keys.map(searchable)) : Promise.resolve(keys.map(function () { return ""; }));
+    return words.then(function (found) {
+      if (mine !== generation) { return; }
+      var text = new Map(keys.map(function (k, i) { return [k, found[i]]; }));
+      var shown = 0;
+      document.querySelectorAll("article.persona").forEach(function (article) {
+        var any = false;
+        article.querySelectorAll("[data-session]").forEach(function (node) {
+          var ok = matches(node, text.get(node.getAttribute("data-session")) || "");
+          node.closest("li, details").hidden = !ok;
+          if (node.tagName === "A") { shown += ok ? 1 : 0; }
+          any = any || ok;
+          if (ok && node.tagName === "DETAILS" && node.open) { render(node); }
+        });
+        article.hidden = !any && (filters.persona !== "" || filters.reason !== "" || filters.repair !== "" || filters.text !== "");
       });
-      article.hidden = !any && (filters.persona !== "" || filters.reason !== "" || filters.repair !== "" || filters.text !== "");
+      count.textContent = shown + " of " + keys.length + " sessions";
     });
-    document.getElementById("f-count").textContent = shown + " of " + total + " sessions";
   }
 
   function open(hash) {
