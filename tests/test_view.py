@@ -4,9 +4,14 @@ evaluation scores. The browser tests (test_view_browser.py) check what a reader 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +27,7 @@ def habits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return habits_run(tmp_path_factory.mktemp("view"), MARCUS_PRIYA, sessions=2)
 
 
-def _bodies(page: str) -> dict[str, dict]:
+def _bodies(page: str) -> dict[str, Any]:
     blocks = re.findall(
         r'<script type="application/gzip" class="session-data" data-for="([^"]+)" data-encoding="base64">(.*?)</script>',
         page,
@@ -71,7 +76,9 @@ def test_out_writes_elsewhere_and_overwrites(tmp_path: Path) -> None:
         (lambda d: (d / "run.json").write_text("[1, ") and d, "damaged run.json"),
     ],
 )
-def test_not_a_run_folder_is_one_line_and_exit_2(tmp_path: Path, make, message: str) -> None:
+def test_not_a_run_folder_is_one_line_and_exit_2(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
     folder = make(tmp_path)
     result = invoke("view", folder)
     assert result.exit_code == 2
@@ -170,7 +177,7 @@ def _eval_rows(page: str) -> list[tuple[str, ...]]:
     )
 
 
-def _write_eval(run_dir: Path, data: dict) -> None:
+def _write_eval(run_dir: Path, data: dict[str, Any]) -> None:
     (run_dir / "eval" / "e1").mkdir(parents=True)
     (run_dir / "eval" / "e1" / "eval.json").write_text(json.dumps(data))
 
@@ -223,3 +230,20 @@ def test_an_unreadable_eval_is_a_note_not_a_failure(tmp_path: Path) -> None:
     assert invoke("view", run_dir).exit_code == 0
     assert "e1/eval.json: unreadable" in (run_dir / "report.html").read_text()
     assert summarize_eval("e2", [1, 2]).notes == ["e2/eval.json: not a JSON object"]
+
+
+def test_open_hands_the_page_to_the_browser(tmp_path: Path) -> None:
+    """--open goes through the standard `webbrowser` module, which honours $BROWSER."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
+    opened = tmp_path / "opened.txt"
+    browser = f'{sys.executable} -c "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])" {opened} %s'
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "view", str(run_dir), "--open"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BROWSER": browser},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert opened.read_text() == (run_dir / "report.html").resolve().as_uri()

@@ -39,11 +39,12 @@ def _load(driver: Any, page: Path, fragment: str = "") -> None:
 
 
 def _visible(driver: Any, selector: str) -> list[str]:
-    return driver.execute_script(
+    keys: list[str] = driver.execute_script(
         "return [...document.querySelectorAll(arguments[0])].filter(e => e.offsetParent !== null)"
         ".map(e => e.dataset.session)",
         selector,
     )
+    return keys
 
 
 def _open_all(driver: Any) -> None:
