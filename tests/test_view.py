@@ -117,6 +117,19 @@ def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path
     assert _bodies(page)["priya_shah/2"]["meta"]["status"] == "interrupted"
 
 
+def test_a_persona_id_that_leads_outside_the_run_is_never_read(tmp_path: Path) -> None:
+    run_dir = offline_run(tmp_path / "runs", [MARCUS], sessions=1)
+    outside = tmp_path / "secret"
+    shutil.copytree(run_dir / "marcus_thompson", outside)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["sessions"]["../../secret"] = run["sessions"]["marcus_thompson"]
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert invoke("view", run_dir).exit_code == 0
+    page = (run_dir / "report.html").read_text()
+    assert sorted(_bodies(page)) == ["marcus_thompson/1"]
+    assert "invalid id &#39;../../secret&#39;" in page
+
+
 def test_repairs_and_origin_flags_are_told_apart(habits: Path) -> None:
     assert invoke("view", habits).exit_code == 0
     page = (habits / "report.html").read_text()

@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from simulator import __version__
 from simulator.errors import InputError
+from simulator.personas import ID_PATTERN
 from simulator.reader import Run, read_run
 from simulator.store import atomic_write
 from simulator.view.charts import bar_chart, histogram
@@ -68,7 +69,10 @@ def _environment() -> SandboxedEnvironment:
 
 
 def _name(path: Path, fallback: str) -> str:
-    """The persona's display name from the run's snapshot; its id when the file is unreadable."""
+    """The persona's display name from the run's snapshot; its id when the file is unreadable
+    (or when the id is not one, so no path is built from it)."""
+    if not ID_PATTERN.fullmatch(fallback):
+        return fallback
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

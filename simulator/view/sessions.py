@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.errors import RunStateError
+from simulator.errors import InputError, RunStateError
+from simulator.personas import validate_id
 from simulator.reader import Run, RunSession
 from simulator.records import NATURAL_END, NOT_REPAIRS, Message, SessionRecord
 from simulator.summary import parse_sections
@@ -196,10 +197,15 @@ def session_view(found: RunSession, previous: SessionRecord | None, first: int) 
 
 
 def read_series(run: Run, persona_id: str) -> list[SessionView]:
-    """A persona's sessions in order; a record that does not parse is shown as damaged."""
+    """A persona's sessions in order; a record that does not parse is shown as damaged, and so is
+    every session of a persona id that could lead outside the run folder (never read)."""
     views: list[SessionView] = []
     previous: SessionRecord | None = None
     numbers = sorted(run.index.sessions.get(persona_id, {}))
+    try:
+        validate_id(persona_id, run.store.run_file)
+    except InputError as exc:
+        return [SessionView(persona_id, n, "damaged", None, None, 0, problem=str(exc)) for n in numbers]
     for number in numbers:
         try:
             found = run.session(persona_id, number)
