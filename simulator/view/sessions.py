@@ -8,6 +8,7 @@ import base64
 import gzip
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ def end_phrase_span(record: SessionRecord) -> tuple[int, int, int] | None:
         pattern = re.compile(found[1], re.IGNORECASE)
     except re.error:
         return None
-    text = message.content.replace("\u2019", "'")
+    text = message.content.replace("\u2019", "'")  # as the detector reads it; offsets stay the same
     matches = list(pattern.finditer(text))
     if not matches or matches[-1].end() == matches[-1].start():
         return None
@@ -174,10 +175,8 @@ def session_view(found: RunSession, previous: SessionRecord | None, first: int) 
             problem=found.entry.error,
         )
     repairs = record.flag_counts()
-    origins: dict[str, int] = {}
-    for flag in [f for m in record.messages for f in m.flags] + record.summary_flags:
-        if flag in NOT_REPAIRS:
-            origins[flag] = origins.get(flag, 0) + 1
+    flags = [f for m in record.messages for f in m.flags] + record.summary_flags
+    origins = dict(Counter(split_flags(flags)[1]))
     head = [bullet for bullets in parse_sections(record.summary).values() for bullet in bullets]
     ending = record.termination
     return SessionView(
