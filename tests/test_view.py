@@ -185,7 +185,7 @@ def test_packed_bodies_cannot_leave_their_script_block(text: str) -> None:
 
 def _eval_rows(page: str) -> list[tuple[str, ...]]:
     return re.findall(
-        r'<tr><td>(\w*)</td><td title="[^"]*">(\w+)</td><td>([\d.]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>',
+        r'<tr><td title="[^"]*">([\w ·]+)</td><td>([\d.]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>',
         page,
     )
 
@@ -217,10 +217,10 @@ def test_eval_scores_per_rubric_item_from_the_summary(tmp_path: Path) -> None:
     _write_eval(run_dir, {"format": 1, "sessions": SESSIONS, "summary": summary})
     assert invoke("view", run_dir).exit_code == 0
     assert _eval_rows((run_dir / "report.html").read_text()) == [
-        ("ctrs", "agenda", "4.50", "4.00–5.00", "2"),
-        ("ctrs", "feedback", "2.00", "—", "1"),
-        ("", "natural_end_share", "0.50", "0.00–1.00", "2"),
-        ("", "therapist_question_share", "0.38", "0.25–0.50", "2"),
+        ("ctrs · agenda", "4.50", "4.00–5.00", "2"),
+        ("ctrs · feedback", "2.00", "—", "1"),
+        ("natural_end_share", "0.50", "0.00–1.00", "2"),
+        ("therapist_question_share", "0.38", "0.25–0.50", "2"),
     ]
 
 
@@ -229,10 +229,10 @@ def test_eval_scores_are_averaged_from_sessions_when_the_summary_lacks_them(tmp_
     _write_eval(run_dir, {"sessions": SESSIONS, "summary": {"items": "not a mapping"}})
     assert invoke("view", run_dir).exit_code == 0
     assert _eval_rows((run_dir / "report.html").read_text()) == [
-        ("ctrs", "agenda", "4.50", "—", "2"),
-        ("ctrs", "feedback", "2.00", "—", "1"),
-        ("", "natural_end_share", "0.50", "—", "2"),
-        ("", "therapist_question_share", "0.38", "—", "2"),
+        ("ctrs · agenda", "4.50", "—", "2"),
+        ("ctrs · feedback", "2.00", "—", "1"),
+        ("natural_end_share", "0.50", "—", "2"),
+        ("therapist_question_share", "0.38", "—", "2"),
     ]
 
 

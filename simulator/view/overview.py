@@ -61,7 +61,7 @@ def role_models(index: RunIndex, views: Iterable[SessionView]) -> dict[str, str]
         asked = settings.get(f"{role}_model") or role_settings.get("model") or settings.get("model")
         models[role] = ", ".join(sorted(seen[role])) or _text(asked)
         if models[role] == "—" and index.offline:
-            models[role] = "none (offline backend)"
+            models[role] = "none (offline)"
     return models
 
 
