@@ -18,8 +18,8 @@ import pytest
 from simulator.reader import read_run
 from simulator.view.evals import summarize_eval
 from simulator.view.sessions import end_phrase_span, packed, unpacked
-from tests.conftest import MARCUS, invoke
-from tests.viewkit import MARCUS_PRIYA, habits_run, mark_interrupted, offline_run
+from tests.conftest import MARCUS, PERSONAS, invoke
+from tests.viewkit import MARCUS_PRIYA, habits_run, mark_unfinished, offline_run
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,13 @@ def test_out_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path) -> None:
-    run_dir = offline_run(tmp_path, MARCUS_PRIYA, sessions=2)
-    mark_interrupted(run_dir, "priya_shah", 2)
+    run_dir = offline_run(tmp_path, [*MARCUS_PRIYA, PERSONAS / "walter_kowalski.yaml"], sessions=2)
+    mark_unfinished(run_dir, "priya_shah", 2)
+    mark_unfinished(run_dir, "walter_kowalski", 1, status="failed")
+    (run_dir / "walter_kowalski" / "session_02.json").unlink()
+    run = json.loads((run_dir / "run.json").read_text())
+    run["sessions"]["walter_kowalski"]["2"]["status"] = "pending"
+    (run_dir / "run.json").write_text(json.dumps(run))
     (run_dir / "marcus_thompson" / "session_02.json").unlink()
     (run_dir / "marcus_thompson" / "session_01.json").write_text("{ damaged")
     assert invoke("view", run_dir).exit_code == 0
@@ -110,8 +115,11 @@ def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path
         "marcus_thompson/2": "missing",
         "priya_shah/1": "complete",
         "priya_shah/2": "interrupted",
+        "walter_kowalski/1": "failed",
+        "walter_kowalski/2": "pending",
     }
-    assert "No session record on disk (missing)" in page
+    assert "No session record on disk (missing)" in page and "No session record on disk (pending)" in page
+    assert '<p class="problem">server error 500 after 6 attempts</p>' in page
     assert "damaged session record" in page
     # The interrupted session's record is still readable in the page, marked as such.
     assert _bodies(page)["priya_shah/2"]["meta"]["status"] == "interrupted"

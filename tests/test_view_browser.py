@@ -15,7 +15,7 @@ from simulator.reader import read_run
 from simulator.summary import SECTIONS, parse_sections
 from tests.browser import browser, console_errors, screenshot
 from tests.conftest import MARCUS, invoke
-from tests.viewkit import MARCUS_PRIYA, expected_sessions, habits_run, mark_interrupted, offline_run
+from tests.viewkit import MARCUS_PRIYA, expected_sessions, habits_run, mark_unfinished, offline_run
 
 __all__ = ["browser"]
 
@@ -76,7 +76,7 @@ def _count_is(driver: Any, text: str) -> None:
 @pytest.fixture(scope="module")
 def run_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run_dir = habits_run(tmp_path_factory.mktemp("browser"), MARCUS_PRIYA, sessions=2)
-    mark_interrupted(run_dir, "priya_shah", 2)
+    mark_unfinished(run_dir, "priya_shah", 2)
     result = invoke("view", run_dir)
     assert result.exit_code == 0, result.output
     return run_dir, run_dir / "report.html"

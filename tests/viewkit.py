@@ -89,16 +89,18 @@ def expected_sessions(run_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def mark_interrupted(run_dir: Path, persona_id: str, number: int) -> None:
-    """Make a finished session look like one a kill left behind: a partial record, run.json saying
-    interrupted."""
+def mark_unfinished(run_dir: Path, persona_id: str, number: int, status: str = "interrupted") -> None:
+    """Make a finished session look like one a kill (or a failure) left behind: a partial record,
+    run.json saying so."""
     final = run_dir / persona_id / f"session_{number:02d}.json"
     data = json.loads(final.read_text())
-    data["status"] = "interrupted"
+    data["status"] = status
+    if status == "failed":
+        data["error"] = "server error 500 after 6 attempts"
     (final.with_name(f"session_{number:02d}.partial.json")).write_text(json.dumps(data))
     final.unlink()
     (final.with_suffix(".txt")).unlink()
     run = json.loads((run_dir / "run.json").read_text())
-    run["sessions"][persona_id][str(number)]["status"] = "interrupted"
-    run["status"] = "interrupted"
+    run["sessions"][persona_id][str(number)]["status"] = status
+    run["status"] = status
     (run_dir / "run.json").write_text(json.dumps(run))
