@@ -14,6 +14,9 @@
   function data(key) {
     var node = bodies.get(key);
     if (!node) { return Promise.resolve(null); }
+    if (!unpacked.has(key) && typeof DecompressionStream === "undefined") {
+      return Promise.reject(new Error("no DecompressionStream"));
+    }
     if (!unpacked.has(key)) {
       var binary = atob(node.textContent.trim());
       var bytes = new Uint8Array(binary.length);
@@ -40,7 +43,7 @@
       texts.set(key, data(key).then(function (d) {
         if (!d) { return ""; }
         return d.messages.map(function (m) { return m.t; }).concat([sectionText(d.summary)]).join("\n").toLowerCase();
-      }));
+      }, function () { return ""; }));
     }
     return texts.get(key);
   }
@@ -116,7 +119,11 @@
   function render(details) {
     var body = details.querySelector(".body");
     if (!body) { return Promise.resolve(); }
-    return data(details.getAttribute("data-session")).then(function (d) { if (d) { lay(body, d); } });
+    return data(details.getAttribute("data-session")).then(function (d) { if (d) { lay(body, d); } }, function (err) {
+      body.textContent = "";
+      body.appendChild(el("p", "problem", "This session could not be unpacked here (" + err + "). The page needs a browser " +
+        "with DecompressionStream: Chromium 80, Firefox 113, Safari 16.4 or newer."));
+    });
   }
 
   function lay(body, d) {
