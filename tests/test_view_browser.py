@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from simulator.reader import read_run
-from simulator.summary import SECTIONS, parse_sections
+from simulator.summary import SUMMARY_SECTIONS, parse_sections
 from tests.browser import browser, console_errors, screenshot
 from tests.conftest import MARCUS, invoke
 from tests.viewkit import MARCUS_PRIYA, expected_sessions, habits_run, mark_unfinished, offline_run
@@ -126,7 +126,7 @@ def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_pag
         record = run.session(persona, int(number)).record
         assert record is not None
         headings = [h.text for h in browser.find_elements("css selector", f"{view} .summary.final h5")]
-        assert headings == list(SECTIONS)
+        assert headings == list(SUMMARY_SECTIONS)
         previous = browser.find_elements("css selector", f"{view} .opening .summary.prev li")
         assert [li.text for li in previous] == [
             b for bs in parse_sections(record.previous_summary).values() for b in bs
