@@ -60,6 +60,7 @@ async def _execute(
     """
     runner = Runner(plan, backend, state)
     state.listeners.extend(listeners)
+    state.notices.append(_say)
     stop = _Stop()
     try:
         with stop.installed(), attach_progress(state, plan.config, enabled=progress):

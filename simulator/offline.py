@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.errors import BackendError
+from simulator.layout import spoken
 from simulator.personas import Patient
 from simulator.summary import SECTIONS, format_sections, parse_sections
 from simulator.voice import first_to_second, first_to_third, pronouns_of, second_to_third, third_to_first
@@ -123,7 +124,8 @@ def _own_turns(messages: Sequence[ChatMessage]) -> int:
 
 
 def _last_user(messages: Sequence[ChatMessage]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+    """What the other speaker last said, without the notes a layout merged into it."""
+    return next((spoken(m.content) for m in reversed(messages) if m.role == "user"), "")
 
 
 def _closing_line(scene: Scene, rng: random.Random) -> str:

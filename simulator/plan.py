@@ -64,6 +64,7 @@ class RunPlan:
             patient=render("patient.j2", context),
             opening=render("opening.j2", context),
             summarizer=render("summarizer.j2", context),
+            patient_start=render("patient_start.j2", context),
         )
 
     def scene(self, patient: Patient, number: int, previous: str | None) -> Scene:

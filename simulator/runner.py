@@ -25,10 +25,11 @@ from simulator import __version__
 from simulator.backend import ChatBackend
 from simulator.config import RunConfig
 from simulator.errors import InputError, RunStateError, SimulatorError
+from simulator.layout import Layout
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.records import ERROR, INTERRUPTED, SessionRecord, Termination, TokenCounts
-from simulator.session import new_record, now, run_session
+from simulator.session import new_record, now, run_layouts, run_session
 from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES
 
@@ -78,6 +79,8 @@ class SessionEvent:
 
 
 Listener = Callable[[SessionEvent], None]
+Notice = Callable[[str], None]
+"""Hears one-line notices the user should see (the CLI prints them on stderr)."""
 
 
 def estimate_cost(totals: dict[str, TokenCounts], config: RunConfig) -> float | None:
@@ -115,6 +118,7 @@ class RunState:
     data: dict[str, Any]
     store: RunStore
     listeners: list[Listener] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     save_interval_s: float = SAVE_INTERVAL_S
     _last_save: float = field(default=-math.inf, repr=False)
     _flush: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -224,6 +228,21 @@ class RunState:
     def emit(self, event: SessionEvent) -> None:
         for listener in self.listeners:
             listener(event)
+
+    def layout_changed(self, role: str, old: Layout, new: Layout, server_said: str) -> None:
+        """A server refused ``old`` for ``role``: save ``new`` in the settings, so resume starts
+        with it, log the change in ``layout_changes``, and tell the user."""
+        roles: dict[str, Any] = self.data["settings"].setdefault("roles", {})
+        roles.setdefault(role, {})["message_layout"] = new
+        changes: list[dict[str, str]] = self.data.setdefault("layout_changes", [])
+        changes.append({"role": role, "from": old, "to": new, "server_said": server_said, "at": now()})
+        self.save(force=True)
+        line = (
+            f"{role}: the server's chat template refused the '{old}' message layout; "
+            f"using '{new}' for the rest of the run (saved in run.json)"
+        )
+        for notice in self.notices:
+            notice(line)
 
     def reconcile(self) -> list[str]:
         """Make run.json agree with the session files after a process died mid-run.
@@ -381,6 +400,8 @@ class Runner:
         self.backend = backend
         self.state = state
         self.store = state.store
+        self.layouts = run_layouts(plan.config)
+        self.layouts.listeners.append(state.layout_changed)
 
     async def run(self) -> int:
         """0 when every session completed, 1 when one failed. Cancelled (Ctrl-C): in-flight
@@ -445,7 +466,7 @@ class Runner:
         record = new_record(scene, config, self.backend)
         self.state.start(patient.key, number)
         try:
-            await run_session(scene, prompts, config, self.backend, record)
+            await run_session(scene, prompts, config, self.backend, record, self.layouts)
         except asyncio.CancelledError:
             record.status = "interrupted"
             self._keep(_closed(record, INTERRUPTED, "The run was stopped"))
