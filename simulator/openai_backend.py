@@ -377,7 +377,7 @@ def _context_overflow(error: ServerError, request: ChatRequest, said: str) -> st
     asked = f"max_tokens={limit}" if limit is not None else "no max_tokens"
     return (
         f"the request does not fit the context{context} of model '{request.settings.model}' "
-        f"({len(request.messages)} messages, {asked}): lower max_turns or `roles.{role}.max_tokens`, "
+        f"({len(request.messages)} messages, {asked}): lower --max-turns or `roles.{role}.max_tokens`, "
         f"or use a model (or server setting: llama.cpp -c, vLLM --max-model-len) with a larger context. "
         f"Server said: {said}"
     )

@@ -27,7 +27,7 @@ _CONTEXT_DIALECT = re.compile(
     r"exceeds? the (?:available )?context",
     re.IGNORECASE,
 )
-_CONTEXT_OR_TOKENS = re.compile(r"\bcontext\b|\btokens?\b", re.IGNORECASE)
+_CONTEXT_OR_TOKENS = re.compile(r"\bcontext\b|tokens?\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
 _CONTEXT_SIZE = re.compile(
     r"(?:maximum context length is|context size \(?|context length of|context window of)\s*\(?(\d+)",
