@@ -3,6 +3,7 @@ endings, the wrap-up note and the summary, as the session record shows them."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -668,7 +669,7 @@ async def test_alternating_layouts_alternate_from_a_user_message(backend: FakeBa
         assert roles[0] == ("system" if layout == "alternating" else "user")
         assert "system" not in body
         assert body[0] == "user" and body[-1] == "user"
-        assert all(a != b for a, b in zip(body, body[1:], strict=False))
+        assert all(a != b for a, b in itertools.pairwise(body))
     if layout == "alternating_no_system":
         first = requests(backend, "patient")[0].messages[0].content
         assert first == f"{PROMPTS.patient}\n\n{PROMPTS.patient_start}"
