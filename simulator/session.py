@@ -147,6 +147,13 @@ def _trimmed(text: str, flags: list[str]) -> str:
     return trimmed
 
 
+def _drop_last_line(text: str) -> str:
+    """A cut summary without its unfinished last line, so it ends at its last complete bullet
+    (a one-line reply keeps its complete sentences)."""
+    body = text.strip()
+    return body.rsplit("\n", 1)[0] if "\n" in body else guards.trim_to_last_sentence(body) or ""
+
+
 def repetition_details(loop: RepetitionLoop, regenerations: int) -> str:
     """The ``Repetition Loop`` termination details: which message repeated which."""
     tries = f"{regenerations} regeneration{'s' if regenerations != 1 else ''}"
@@ -461,8 +468,8 @@ class SessionRunner:
             reply, continuations = await self._complete_reply("summarizer", prompt, purpose, usage)
             text = reply.content
             flags = ["summary_truncated_continued"] if continuations else []
-            if reply.finish_reason == "length" and "\n" in text.strip():
-                text = text.strip().rsplit("\n", 1)[0]  # drop the line being written when cut
+            if reply.finish_reason == "length" and text.strip():
+                text = _drop_last_line(text)  # the line being written when it was cut
                 flags.append("summary_truncated_trimmed")
             checked = guards.clean_summary(text)
             flags.extend(checked.flags)
@@ -477,7 +484,13 @@ class SessionRunner:
             )
         assert best is not None
         checked, flags = best
-        record.summary = checked.text
+        summary = checked.text
+        if not checked.ok and len(checked.missing) == len(guards.SUMMARY_SECTIONS):
+            # No section was recognised: keep the prose only up to its last whole sentence.
+            summary = guards.trim_to_last_sentence(summary) or ""
+            if summary != checked.text:
+                flags = [*flags, "summary_truncated_trimmed"]
+        record.summary = summary or None
         record.summary_flags = [*regenerations, *dict.fromkeys(flags)]
         if not checked.ok:
             record.summary_flags.append("summary_incomplete")

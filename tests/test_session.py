@@ -625,6 +625,44 @@ async def test_summary_cut_twice_loses_only_its_unfinished_line(backend: FakeBac
     assert record.summary_flags == ["summary_truncated_continued", "summary_truncated_trimmed"]
 
 
+async def test_summary_still_cut_after_retries_ends_at_its_last_complete_bullet(backend: FakeBackend) -> None:
+    """A tiny max_tokens: every summary attempt and its continuation are cut."""
+    backend.enqueue("therapist", CLOSING).enqueue(
+        "summarizer",
+        cut("Main topics discussed:\n- Perfectionism at work\n- Avoiding the big "),
+        cut("report\n\nTechniques/exercises introduced:\n- Thought rec"),
+        cut("Main topics discussed:\n- Perfec"),
+        cut("tionism"),
+    )
+    record = await run(backend, roles={"summarizer": {"max_tokens": 16}})
+    assert record.status == "complete"
+    assert record.summary == "Main topics discussed:\n- Perfectionism at work\n- Avoiding the big report"
+    assert record.summary_flags == [
+        "summary_regenerated",
+        "summary_truncated_continued",
+        "summary_truncated_trimmed",
+        "summary_incomplete",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("replies", "summary"),
+    [
+        # One cut line with a heading: nothing complete is left.
+        ((cut("Main topics discussed: Perfectionism at wo"), cut("rk and")), None),
+        # Prose without sections keeps its whole sentences only.
+        (("Marcus spoke about his week. He agreed to try a thought rec",), "Marcus spoke about his week."),
+    ],
+)
+async def test_an_incomplete_summary_is_never_carried_forward_mid_word(
+    backend: FakeBackend, replies: tuple[str | ChatReply, ...], summary: str | None
+) -> None:
+    backend.enqueue("therapist", CLOSING).enqueue("summarizer", *replies, *replies)
+    record = await run(backend, guards={"summary_retries": 1, "max_continuations": 1})
+    assert record.summary == summary
+    assert "summary_incomplete" in record.summary_flags
+
+
 # ---- errors ---------------------------------------------------------------------------------------
 
 
