@@ -459,6 +459,23 @@ async def test_insufficient_quota_is_not_retried(server: LoopbackServer, sleeps:
 
 
 @pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (error_reply(429, "You exceeded your current quota, please check your plan.", type_="quota"), 429),
+        (error_reply(403, "Monthly quota exhausted for this key.", code="quota_exhausted"), 403),
+    ],
+)
+async def test_quota_in_other_dialects_says_so(server: LoopbackServer, reply: Reply, status: int) -> None:
+    server.enqueue(reply, reply, reply)
+    async with backend(server.base_url) as chat_backend:
+        error = await fails(chat_backend, chat())
+    assert str(error).startswith(
+        f"therapist: the account behind $OPENAI_API_KEY has no quota left at {server.base_url} ({status}"
+    )
+    assert "check the plan and billing: " in str(error)
+
+
+@pytest.mark.parametrize(
     ("reply", "size"),
     [
         (context_length_exceeded(limit=8192), 8192),  # OpenAI
