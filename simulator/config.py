@@ -8,12 +8,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simulator.backend import Role
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
 from simulator.layout import Layout
 from simulator.yamlfile import load_mapping, parse_model
 
-ROLES = ("therapist", "patient", "summarizer")
+ROLES: tuple[Role, ...] = ("therapist", "patient", "summarizer")
 DEFAULT_MAX_TOKENS = {"therapist": 512, "patient": 512, "summarizer": 1024}
 """Per-role reply limits when the config sets none; ``max_tokens: null`` asks for no limit."""
 

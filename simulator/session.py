@@ -103,7 +103,7 @@ def now() -> str:
 
 def run_layouts(config: RunConfig) -> Layouts:
     """Each role's starting message layout, from the config."""
-    return Layouts({role: config.layout(role) for role in ROLES})  # type: ignore[misc]
+    return Layouts({role: config.layout(role) for role in ROLES})
 
 
 def new_record(scene: Scene, config: RunConfig, backend: ChatBackend) -> SessionRecord:
