@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from simulator.backend import Role
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
-from simulator.layout import Layout
+from simulator.message_layout import Layout
 from simulator.yamlfile import load_mapping, parse_model
 
 ROLES: tuple[Role, ...] = ("therapist", "patient", "summarizer")
@@ -142,7 +142,7 @@ class RunConfig(_Settings):
     """The therapist gets the wrap-up note once this few messages remain before max_turns."""
     wrap_up_note: str = DEFAULT_WRAP_UP_NOTE
     message_layout: Layout = "alternating"
-    """How each request's messages are laid out (see :mod:`simulator.layout`)."""
+    """How each request's messages are laid out (see :mod:`simulator.message_layout`)."""
     notes_role: Literal["system", "user"] = "system"
     """Role of the notes (wrap-up, nudges, continue) in the ``system_notes`` layout."""
     guards: GuardSettings = Field(default_factory=GuardSettings)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.errors import BackendError
-from simulator.layout import spoken
+from simulator.message_layout import spoken
 from simulator.personas import Patient
 from simulator.summary import SECTIONS, format_sections, parse_sections
 from simulator.voice import first_to_second, first_to_third, pronouns_of, second_to_third, third_to_first

@@ -25,7 +25,7 @@ from simulator import __version__
 from simulator.backend import ChatBackend
 from simulator.config import RunConfig
 from simulator.errors import InputError, RunStateError, SimulatorError
-from simulator.layout import Layout
+from simulator.message_layout import Layout
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.records import ERROR, INTERRUPTED, SessionRecord, Termination, TokenCounts

@@ -5,7 +5,7 @@ Pure functions over the status and the parsed body, so any transport can use the
 - context overflow: llama.cpp's ``exceed_context_size_error`` (with ``n_ctx``), vLLM's "maximum
   context length is N tokens", OpenAI's ``context_length_exceeded``, and any 4xx whose message
   speaks of the context or of tokens with a number;
-- a chat template refusing the messages' roles (see :func:`simulator.layout.rejects_layout`);
+- a chat template refusing the messages' roles (see :func:`simulator.message_layout.rejects_layout`);
 - no quota or credits left;
 
 and :func:`quote`, which keeps the part of a long server message that holds the cause.
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.layout import rejects_layout
+from simulator.message_layout import rejects_layout
 
 QUOTE_LIMIT = 600
 """Characters of the server's own message quoted in ours."""

@@ -29,7 +29,7 @@ from simulator.backend import ChatBackend, ChatReply, ChatRequest, Role, Scene
 from simulator.config import ROLES, RunConfig
 from simulator.endings import compile_phrases, find_end_phrase
 from simulator.errors import BackendError, ContextOverflow, TemplateRejected
-from simulator.layout import Layouts, Prompt, render
+from simulator.message_layout import Layouts, Prompt, render
 from simulator.records import (
     ERROR,
     MAX_TURNS,

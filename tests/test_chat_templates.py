@@ -29,7 +29,7 @@ from simulator.config import (
     DEFAULT_WRAP_UP_NOTE,
     RunConfig,
 )
-from simulator.layout import Layout, rejects_layout
+from simulator.message_layout import Layout, rejects_layout
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
 from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke
 from tests.loopback import RecordedRequest, Reply, default_handler, serve, vllm_error

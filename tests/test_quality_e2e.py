@@ -21,7 +21,7 @@ from simulator.guards import (
     ends_mid_sentence,
     similarity,
 )
-from simulator.layout import merge_note, spoken
+from simulator.message_layout import merge_note, spoken
 from simulator.personas import Patient
 from simulator.plan import load_plan
 from simulator.records import SessionRecord
