@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +17,25 @@ from typing import Any, TypeVar
 import click
 
 from simulator import __version__, commands
-from simulator.errors import InputError, SimulatorError
+from simulator.backends import BACKENDS
+from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_INTERRUPTED = 130
+
+class _StderrLines(logging.Handler):
+    """The library's log lines (notices, what resume repaired) as ``simulator: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"simulator: {record.getMessage()}", err=True)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("simulator")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.INFO))
 
 
 def _fail_input(exc: InputError) -> None:
@@ -58,7 +72,7 @@ def run_options(func: F) -> F:
             "--config", "config_file", type=click.Path(path_type=Path), help="Run settings in YAML."
         ),
         click.option("--prompts", type=click.Path(path_type=Path), help="Directory of template overrides."),
-        click.option("--backend", type=click.Choice(["offline", "openai"]), help="Chat backend."),
+        click.option("--backend", type=click.Choice(list(BACKENDS)), help="Chat backend."),
         click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)."),
         click.option("--model", help="Model for every role."),
         click.option("--therapist-model", help="Model for the therapist."),
@@ -89,6 +103,7 @@ def run_options(func: F) -> F:
 @click.version_option(__version__, prog_name="simulator")
 def main() -> None:
     """Generate synthetic therapy-session series from persona files and prompt templates."""
+    _log_to_stderr()
 
 
 @main.command()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.backend import ChatMessage, Role
+from simulator.protocol import ChatMessage, Role
 
 Layout = Literal["alternating", "alternating_no_system", "system_notes"]
 STRICTNESS: tuple[Layout, ...] = ("system_notes", "alternating", "alternating_no_system")

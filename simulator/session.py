@@ -25,11 +25,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
-from simulator.backend import ChatBackend, ChatReply, ChatRequest, Role, Scene
 from simulator.config import ROLES, RunConfig
 from simulator.endings import compile_phrases, find_end_phrase
 from simulator.errors import BackendError, ContextOverflow, TemplateRejected
 from simulator.message_layout import Layouts, Prompt, render
+from simulator.personas import Patient, Therapist
+from simulator.protocol import ChatBackend, ChatReply, ChatRequest, Context, Role
 from simulator.records import (
     ERROR,
     MAX_TURNS,
@@ -51,6 +52,16 @@ SNIPPET_WORDS = 12
 RESTART_WORDS = 6
 """A continuation opening with the cut reply's first this-many words restarted it."""
 CUT_BY_ROLE_GUARD = frozenset({"other_speaker_cut", "meta_commentary_removed"})
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Who meets in a session and what opened it (the loop reads names and ids from it)."""
+
+    patient: Patient
+    therapist: Therapist
+    session_number: int
+    previous_summary: str | None
 
 
 @dataclass(frozen=True)
@@ -276,13 +287,21 @@ class SessionRunner:
     async def _call(self, role: Role, prompt: Prompt, purpose: str) -> ChatReply:
         """One request in the role's current layout; a layout the server's chat template
         refuses is tightened (for the whole run) and the request sent again."""
+        context = Context(
+            persona_id=self.scene.patient.key,
+            session_number=self.scene.session_number,
+            turn=len(self.record.messages),
+            min_turns=self.config.min_turns,
+            max_turns=self.config.max_turns,
+            previous_summary=self.scene.previous_summary,
+        )
         while True:
             layout = self.layouts.get(role)
             request = ChatRequest(
                 role=role,
                 messages=tuple(render(prompt, layout, self.config.notes_role)),
                 settings=self.config.role(role),
-                scene=self.scene,
+                context=context,
                 purpose=purpose,
             )
             try:

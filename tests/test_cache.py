@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Usage
-from simulator.cache import CachedBackend, request_key
+from simulator.backends.cache import CachedBackend, request_key
 from simulator.config import RoleSettings
 from simulator.errors import BackendError, InputError
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from tests.conftest import MARCUS, FakeBackend, invoke
 from tests.loopback import serve
 from tests.serieskit import CONFIG, ROLE_MODELS, run_json, scripted, write_personas

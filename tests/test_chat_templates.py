@@ -21,7 +21,7 @@ import jinja2
 import pytest
 
 from simulator import commands
-from simulator.backend import ChatReply, ChatRequest, Usage
+from simulator.protocol import ChatReply, ChatRequest, Usage
 from simulator.config import (
     DEFAULT_CONTINUE_NOTE,
     DEFAULT_REPETITION_NUDGE,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from simulator.config import RunConfig
+from simulator.cost import estimate_cost
 from simulator.records import TokenCounts
-from simulator.runner import estimate_cost
 from tests.conftest import MARCUS, invoke
 
 

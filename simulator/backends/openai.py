@@ -2,7 +2,7 @@
 llama.cpp, ...
 
 One ``openai.AsyncOpenAI`` client per base URL, built with ``max_retries=0``: retries are
-:mod:`simulator.retry`'s alone. Failures become one :class:`~simulator.errors.BackendError`
+:mod:`simulator.backends.retry`'s alone. Failures become one :class:`~simulator.errors.BackendError`
 whose message starts with the role and says what to change; the API key never appears in
 messages, reprs or logs.
 """
@@ -18,11 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from simulator.backend import ChatReply, ChatRequest, Usage
-from simulator.config import RetrySettings, RoleSettings
-from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
-from simulator.retry import TransientReply, call_with_retries
-from simulator.server_errors import (
+from simulator.backends.retry import TransientReply, call_with_retries
+from simulator.backends.server_errors import (
     ServerError,
     context_size,
     is_context_overflow,
@@ -31,6 +28,9 @@ from simulator.server_errors import (
     quote,
     read_error,
 )
+from simulator.config import RetrySettings, RoleSettings
+from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
+from simulator.protocol import ChatReply, ChatRequest, Usage
 
 __all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
 
@@ -54,7 +54,7 @@ _SECRET = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 
 
 class OpenAIBackend:
-    """:class:`~simulator.backend.ChatBackend` over the OpenAI SDK's chat completions."""
+    """:class:`~simulator.protocol.ChatBackend` over the OpenAI SDK's chat completions."""
 
     name = "openai"
 
