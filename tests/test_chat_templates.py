@@ -21,7 +21,6 @@ import jinja2
 import pytest
 
 from simulator import commands
-from simulator.protocol import ChatReply, ChatRequest, Usage
 from simulator.config import (
     DEFAULT_CONTINUE_NOTE,
     DEFAULT_REPETITION_NUDGE,
@@ -30,6 +29,7 @@ from simulator.config import (
     RunConfig,
 )
 from simulator.message_layout import Layout, rejects_layout
+from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
 from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke
 from tests.loopback import RecordedRequest, Reply, default_handler, serve, vllm_error
