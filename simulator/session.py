@@ -3,6 +3,9 @@ message, the termination detector decides when it ends, the summarizer closes it
 
 Knows nothing about files or HTTP: it talks to one :class:`ChatBackend` and fills in a
 :class:`SessionRecord` as it goes, so a caller that cancels it still holds the partial session.
+Each agent's side of the conversation is a :class:`~simulator.message_layout.Prompt`, laid out
+per request in the role's current message layout (tightened when a server's chat template
+refuses it): notes and nudges exist only in requests, never in the record.
 
 Every repair a guard makes is a short flag on the message (or in ``summary_flags``):
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
-from simulator.errors import BackendError, ContextOverflow
+from simulator.errors import BackendError, ContextOverflow, TemplateRejected
 from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
@@ -18,6 +18,7 @@ from simulator.session import (
     Scene,
     SessionPrompts,
     extend_reply,
+    run_layouts,
     run_session,
     snippet,
     transcript_text,
@@ -692,6 +693,35 @@ async def test_system_notes_layout_keeps_notes_as_separate_messages(backend: Fak
     late = requests(backend, "therapist")[3].messages
     assert late[-1] == ChatMessage("user", note)
     assert requests(backend, "patient")[0].messages[1] == ChatMessage("assistant", PROMPTS.opening)
+
+
+async def test_a_role_can_have_its_own_layout(backend: FakeBackend) -> None:
+    await run(backend, max_turns=4, roles={"patient": {"message_layout": "alternating_no_system"}})
+    first = {r.role: r.messages[0].role for r in backend.requests}
+    assert first == {"therapist": "system", "patient": "user", "summarizer": "system"}
+
+
+async def test_a_refused_layout_is_tightened_for_that_role_only(backend: FakeBackend) -> None:
+    """The layouts are shared by the run's sessions: a refusal tightens them once, for all."""
+    refusal = TemplateRejected("patient: the chat template ... refused the messages' roles (400)", status=400)
+    backend.enqueue("patient", refusal)
+    changes: list[tuple[str, str, str]] = []
+    layouts = run_layouts(config())
+    layouts.listeners.append(lambda role, old, new, said: changes.append((role, old, new)))
+    cfg = config(max_turns=4)
+    await run_session(scene(cfg), PROMPTS, cfg, backend, layouts=layouts)
+    assert changes == [("patient", "alternating", "alternating_no_system")]
+    assert layouts.current == {
+        "therapist": "alternating",
+        "patient": "alternating_no_system",
+        "summarizer": "alternating",
+    }
+    patient = requests(backend, "patient")
+    assert [r.messages[0].role for r in patient] == ["system", "user"]  # refused, then accepted
+    # Nothing is stricter than alternating_no_system: a further refusal fails the session.
+    backend.enqueue("patient", refusal)
+    record = await run_session(scene(cfg), PROMPTS, cfg, backend, layouts=layouts)
+    assert record.status == "failed" and record.error == str(refusal)
 
 
 @pytest.mark.parametrize("layout", ["alternating", "alternating_no_system"])
