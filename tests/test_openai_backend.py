@@ -449,6 +449,19 @@ async def test_a_template_refusing_the_roles_is_a_template_rejection(
     assert len(server.requests) == 1
 
 
+async def test_a_template_refusal_answered_as_a_500_is_not_retried(server: LoopbackServer) -> None:
+    """A Jinja exception some llama-server builds report as a server error."""
+    server.enqueue(
+        error_reply(
+            500, "Conversation roles must alternate user/assistant/user/assistant/...", type_="server_error"
+        )
+    )
+    async with backend(server.base_url) as chat_backend:
+        error = await fails(chat_backend, chat(role="patient"))
+    assert isinstance(error, TemplateRejected) and error.status == 500
+    assert len(server.requests) == 1
+
+
 async def test_insufficient_quota_is_not_retried(server: LoopbackServer, sleeps: Sleeps) -> None:
     server.enqueue(insufficient_quota())
     async with backend(server.base_url, sleeps) as chat_backend:
@@ -466,9 +479,10 @@ async def test_insufficient_quota_is_not_retried(server: LoopbackServer, sleeps:
     ],
 )
 async def test_quota_in_other_dialects_says_so(server: LoopbackServer, reply: Reply, status: int) -> None:
-    server.enqueue(reply, reply, reply)
+    server.enqueue(reply)
     async with backend(server.base_url) as chat_backend:
         error = await fails(chat_backend, chat())
+    assert len(server.requests) == 1  # not retried: waiting does not bring credits back
     assert str(error).startswith(
         f"therapist: the account behind $OPENAI_API_KEY has no quota left at {server.base_url} ({status}"
     )
