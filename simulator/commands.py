@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config
-from simulator.errors import EXIT_INTERRUPTED, InputError, InputErrors, RunStateError
+from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
@@ -30,8 +26,6 @@ from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
 
-SHOW_CURSOR = "\x1b[?25h"
-"""Sent before quitting at once from a terminal: the live display hides the cursor."""
 REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start", "sessions")
 """Source-run settings a replay does not take over: it is a new run of other sessions."""
 
@@ -54,64 +48,17 @@ async def _execute(
 ) -> int:
     """Run the plan's pending sessions into ``state``'s folder; close the backend if we made it.
 
-    Raises KeyboardInterrupt (the CLI's exit 130) once a Ctrl-C has stopped the run cleanly.
+    Cancelled (the CLI cancels on Ctrl-C), the sessions in flight are written as interrupted
+    and the cancellation goes on up.
     """
     runner = Runner(plan, backend, state)
     state.listeners.extend(listeners)
-    stop = _Stop()
     try:
-        with stop.installed(), attach_progress(state, plan.config, enabled=progress):
+        with attach_progress(state, plan.config, enabled=progress):
             return await runner.run()
-    except asyncio.CancelledError:
-        if stop.signals:
-            raise KeyboardInterrupt from None
-        raise
     finally:
         if owned:
-            try:
-                await backend.aclose()
-            except asyncio.CancelledError:
-                if not stop.signals:
-                    raise  # a Ctrl-C that came as the run ended: the run is whole, let it end
-
-
-class _Stop:
-    """Ctrl-C (or SIGTERM) handling for a run: the first one cancels the run, which stops
-    starting sessions and writes the ones in flight as interrupted; a second one ends the
-    process at once. Whatever instant it lands, the folder stays resumable: files are
-    atomic, and resume reconciles run.json with them."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signals = 0
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        installed: list[signal.Signals] = []
-        for signum in self.SIGNALS:
-            try:
-                loop.add_signal_handler(signum, self._on_signal, task)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signals here: asyncio.run's own handling
-            installed.append(signum)
-        try:
-            yield
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-
-    def _on_signal(self, task: asyncio.Task[Any] | None) -> None:
-        self.signals += 1
-        if self.signals > 1 or task is None:
-            if sys.stderr.isatty():
-                sys.stderr.write(SHOW_CURSOR)
-            _say("stopped at once; `simulator resume RUN_DIR` finishes the run")
-            os._exit(EXIT_INTERRUPTED)
-        _say("stopping: writing the sessions in flight as interrupted (Ctrl-C again to quit at once)")
-        task.cancel()
+            await backend.aclose()
 
 
 def _check_models(config: RunConfig, backend_name: str) -> None:

@@ -44,7 +44,7 @@ def _record(
         previous_summary=None,
         backend="fake",
         started_at="t",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         termination=Termination(reason=reason, details="d"),
         error=error,
     )

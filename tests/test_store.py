@@ -34,7 +34,7 @@ def _record(status: str = "complete") -> SessionRecord:
         summary="Main topics discussed:\n- Perfectionism",
         backend="offline",
         started_at="2026-11-25T00:00:00+00:00",
-        status=status,  # type: ignore[arg-type]
+        status=status,
     )
 
 
