@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.backends import announce, choose_backend, kind, make_backend
-from simulator.config import ROLES, RunConfig, load_config
+from simulator.config import ROLES, RunConfig, load_config, no_model_message
 from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
@@ -67,12 +67,7 @@ def _check_models(config: RunConfig, backend_name: str) -> None:
         return
     missing = [role for role in ROLES if not config.role(role).model]
     if missing:
-        flags = " or ".join(f"--{role}-model" for role in missing)
-        raise InputError(
-            "--model",
-            f"no model set for the {', '.join(missing)}: pass --model or {flags}, "
-            f"or set `roles.<role>.model` in the config",
-        )
+        raise InputError("--model", no_model_message(missing))
 
 
 def _pin_endpoint(config: RunConfig, backend_name: str) -> RunConfig:

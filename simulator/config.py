@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,6 +214,13 @@ def _with_default_limits(roles: dict[Any, RoleSettings]) -> dict[Any, RoleSettin
             settings = RoleSettings.model_validate(data)
         filled[role] = settings
     return filled
+
+
+def no_model_message(roles: Sequence[str]) -> str:
+    """What to do when a role has no model name: the run's check and the backend's say the same."""
+    flags = " or ".join(f"--{role}-model" for role in roles)
+    keys = " / ".join(f"`roles.{role}.model`" for role in roles)
+    return f"no model set for the {', '.join(roles)}: pass --model or {flags}, or set {keys} in the config"
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:

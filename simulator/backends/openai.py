@@ -28,7 +28,7 @@ from simulator.backends.server_errors import (
     quote,
     read_error,
 )
-from simulator.config import RetrySettings, RoleSettings
+from simulator.config import RetrySettings, RoleSettings, no_model_message
 from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
 from simulator.protocol import ChatReply, ChatRequest, Usage
 
@@ -85,12 +85,7 @@ class OpenAIBackend:
         settings = request.settings
         model = settings.model
         if not model:
-            role = request.role
-            raise InputError(
-                None,
-                f"no model set for the {role}: pass --model or --{role}-model, "
-                f"or set `roles.{role}.model` in the config",
-            )
+            raise InputError(None, no_model_message([request.role]))
         urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
         params: dict[str, Any] = {
             "model": model,
