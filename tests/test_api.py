@@ -58,3 +58,12 @@ async def test_a_hand_built_offline_backend_takes_its_seed_alone(tmp_path: Path)
         (tmp_path / run_id / "marcus_thompson" / "session_01.txt").read_text() for run_id in ("flag", "hand")
     ]
     assert texts[0] == texts[1]
+
+
+async def test_the_library_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No progress lines, no notices on the terminal: a notebook's output is its own. (The
+    offline notice goes to the ``simulator`` logger, which the CLI prints.)"""
+    plan = simulator.load_plan(simulator.RunConfig(out=tmp_path, run_id="quiet", backend="offline"), [MARCUS])
+    run = await simulator.run_series(plan)
+    assert run.index.status == "complete"
+    assert capsys.readouterr() == ("", "")
