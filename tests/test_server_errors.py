@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.backends.server_errors import (
-    QUOTE_LIMIT,
-    context_size,
-    is_context_overflow,
-    is_quota,
-    is_template_rejection,
-    quote,
-    read_error,
-)
+from simulator.backends import server_errors
 from tests.loopback import (
     context_length_exceeded,
     insufficient_quota,
@@ -24,41 +16,55 @@ from tests.loopback import (
 
 
 def test_the_three_body_shapes_read_the_same() -> None:
-    nested = read_error(400, llama_cpp_context_exceeded(4476, 4096).body)
-    top_level = read_error(400, vllm_error("This model's maximum context length is 2048 tokens.").body)
-    bare = read_error(500, {"error": "Internal  server\n error"})
-    assert (nested.type, nested.fields["n_ctx"], context_size(nested)) == (
+    nested = server_errors.read_error(400, llama_cpp_context_exceeded(4476, 4096).body)
+    top_level = server_errors.read_error(
+        400, vllm_error("This model's maximum context length is 2048 tokens.").body
+    )
+    bare = server_errors.read_error(500, {"error": "Internal  server\n error"})
+    assert (nested.type, nested.fields["n_ctx"], server_errors.context_size(nested)) == (
         "exceed_context_size_error",
         4096,
         4096,
     )
-    assert (top_level.text, top_level.code, context_size(top_level)) == (
+    assert (top_level.text, top_level.code, server_errors.context_size(top_level)) == (
         "This model's maximum context length is 2048 tokens.",
         "400",
         2048,
     )
     assert bare.text == "Internal server error" and bare.code is None
-    assert read_error(502, None).text == ""
+    assert server_errors.read_error(502, None).text == ""
 
 
 def test_what_counts_as_a_context_overflow() -> None:
-    assert is_context_overflow(read_error(400, context_length_exceeded().body))
-    assert is_context_overflow(read_error(400, llama_cpp_context_exceeded().body))
-    assert is_context_overflow(read_error(400, {"message": "prompt has 9000 tokens, limit 8192"}))
+    assert server_errors.is_context_overflow(server_errors.read_error(400, context_length_exceeded().body))
+    assert server_errors.is_context_overflow(server_errors.read_error(400, llama_cpp_context_exceeded().body))
+    assert server_errors.is_context_overflow(
+        server_errors.read_error(400, {"message": "prompt has 9000 tokens, limit 8192"})
+    )
     # A parameter the server names as rejected is not an overflow, nor is a 404 or a 500.
-    unsupported = read_error(400, {"message": "max_tokens: 4096 tokens is not supported with this model"})
-    assert not is_context_overflow(unsupported, named_param=True)
-    assert not is_context_overflow(read_error(404, llama_cpp_not_found().body))
-    assert not is_context_overflow(read_error(500, {"message": "context 4096 tokens: CUDA out of memory"}))
-    assert not is_context_overflow(read_error(400, {"message": "temperature must be between 0 and 2"}))
+    unsupported = server_errors.read_error(
+        400, {"message": "max_tokens: 4096 tokens is not supported with this model"}
+    )
+    assert not server_errors.is_context_overflow(unsupported, named_param=True)
+    assert not server_errors.is_context_overflow(server_errors.read_error(404, llama_cpp_not_found().body))
+    assert not server_errors.is_context_overflow(
+        server_errors.read_error(500, {"message": "context 4096 tokens: CUDA out of memory"})
+    )
+    assert not server_errors.is_context_overflow(
+        server_errors.read_error(400, {"message": "temperature must be between 0 and 2"})
+    )
 
 
 def test_template_refusals_and_quota() -> None:
-    assert is_template_rejection(read_error(400, vllm_error("System role not supported").body))
-    assert not is_template_rejection(read_error(404, vllm_error("System role not supported").body))
-    assert is_quota(read_error(429, insufficient_quota().body))
-    assert is_quota(read_error(402, {"message": "Insufficient credits"}))
-    assert not is_quota(read_error(429, rate_limited().body))
+    assert server_errors.is_template_rejection(
+        server_errors.read_error(400, vllm_error("System role not supported").body)
+    )
+    assert not server_errors.is_template_rejection(
+        server_errors.read_error(404, vllm_error("System role not supported").body)
+    )
+    assert server_errors.is_quota(server_errors.read_error(429, insufficient_quota().body))
+    assert server_errors.is_quota(server_errors.read_error(402, {"message": "Insufficient credits"}))
+    assert not server_errors.is_quota(server_errors.read_error(429, rate_limited().body))
 
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
@@ -67,8 +73,8 @@ def test_a_long_message_is_quoted_around_its_cause(where: str) -> None:
     cause = "Your request needs 9001 tokens but this model's context is 8192 tokens."
     at = {"first": 0, "middle": 15, "last": 30}[where]
     text = " ".join([*filler[:at], cause, *filler[at:]])
-    quoted = quote(text)
-    assert cause in quoted and len(quoted) <= QUOTE_LIMIT
+    quoted = server_errors.quote(text)
+    assert cause in quoted and len(quoted) <= server_errors.QUOTE_LIMIT
     assert quoted.startswith("…") == (where != "first")
     assert quoted.endswith("…") == (where != "last")
-    assert quote("Short and clear.") == "Short and clear."
+    assert server_errors.quote("Short and clear.") == "Short and clear."
