@@ -65,7 +65,13 @@ def test_three_session_series_in_reference_format(tmp_path: Path) -> None:
         "3": "complete",
     }
     assert run["inputs"]["personas"]["marcus_thompson"]["digest"].startswith("sha256:")
-    assert set(run["inputs"]["templates"]) == {"therapist.j2", "patient.j2", "opening.j2", "summarizer.j2"}
+    assert set(run["inputs"]["templates"]) == {
+        "therapist.j2",
+        "patient.j2",
+        "opening.j2",
+        "summarizer.j2",
+        "patient_start.j2",
+    }
 
 
 def test_same_seed_same_text_other_seed_other_text(tmp_path: Path) -> None:
