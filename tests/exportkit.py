@@ -25,7 +25,25 @@ def make_run(
         "--out", root, "--run-id", run_id, "--no-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    return root / run_id
+    run_dir = root / run_id
+    if (run_dir / "marcus_thompson" / "session_02.json").is_file():
+        make_repetition_loop(run_dir, "marcus_thompson", 2)
+    return run_dir
+
+
+REPEATED = "Therapist message 9 repeated Therapist message 3 (similarity 0.93) after 2 regenerations"
+
+
+def make_repetition_loop(run_dir: Path, persona: str, number: int) -> None:
+    """Give one session the ending and the flag a repetition loop leaves, so the filters have a
+    session that did not end naturally whatever the offline backend's replies are."""
+    data = session_json(run_dir, persona, number)
+    data["messages"][-1]["flags"].append("regenerated_repetition")
+    data["termination"] = {"reason": "Repetition Loop", "details": REPEATED, "message_index": 3}
+    edit_session(run_dir, persona, number, messages=data["messages"], termination=data["termination"])
+    index = json.loads((run_dir / "run.json").read_text())
+    index["sessions"][persona][str(number)].update(termination="Repetition Loop", details=REPEATED)
+    (run_dir / "run.json").write_text(json.dumps(index))
 
 
 def copy_run(run_dir: Path, target: Path, run_id: str | None = None) -> Path:

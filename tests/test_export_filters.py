@@ -4,6 +4,7 @@ output and bad input."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,9 @@ def write_eval(run: Path, eval_id: str, scores: dict[tuple[str, int], float]) ->
 def test_min_score_reads_the_runs_evaluation(run_dir: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path / "run")
     scores = {k: float(i % 5 + 1) for i, k in enumerate(ALL) if k != ("walter_kowalski", 3)}
-    write_eval(run, "20260101T000000Z", {k: 1.0 for k in ALL})
     write_eval(run, "20260102T000000Z", scores)
+    write_eval(run, "20260101T000000Z", {k: 1.0 for k in ALL})
+    os.utime(run / "eval" / "20260101T000000Z" / "eval.json", (1_000_000, 1_000_000))
     out = tmp_path / "r.jsonl"
     result = export(run, "--format", "records", "--min-score", "ctrs.agenda>=3", "--out", out)
     assert result.exit_code == 0, result.output

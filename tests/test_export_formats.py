@@ -14,9 +14,9 @@
   as its own column) and its ``SharegptDatasetConverter``
   (src/llamafactory/data/converter.py), which also skips a conversation with an odd number of
   turns ("Invalid message count").
-- Real chat templates (tests/data/chat-templates: llama.cpp's copies of the models' own templates,
-  MIT, copied unchanged from shared/chat-templates) rendered with jinja2 as servers do: Mistral
-  and Gemma raise when roles do not alternate.
+- Real chat templates (tests/data/chat-templates, llama.cpp's copies of the models' own templates)
+  rendered as servers do (tests/chat_templates.py): Mistral and Gemma raise when roles do not
+  alternate.
 - Parquet loaded by the real ``datasets`` library and by pyarrow.
 """
 
@@ -27,14 +27,11 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from simulator.config import RunConfig
 from simulator.export.chat import OPENING_LABEL
@@ -43,9 +40,9 @@ from simulator.plan import RunPlan
 from simulator.reader import read_run
 from simulator.records import SessionRecord
 from simulator.templates import Templates
+from tests import chat_templates
 from tests.exportkit import PATIENTS, export, make_run, read_jsonl, session_json
 
-CHAT_TEMPLATES = Path(__file__).parent / "data" / "chat-templates"
 OPENAI_ROLES = {"system", "user", "assistant", "function"}
 OPENAI_MESSAGE_KEYS = {"role", "content", "name", "function_call", "weight"}
 SHAREGPT_ODD = {"human", "observation"}
@@ -97,23 +94,6 @@ def sharegpt_format_errors(line: dict[str, Any]) -> list[str]:
     if not turns or len(turns) % 2:
         errors.append("Invalid message count")
     return errors
-
-
-def render_chat_template(name: str, messages: list[dict[str, str]]) -> str:
-    """As transformers and vLLM apply a chat template: sandboxed, raise_exception raises."""
-
-    def raise_exception(message: str) -> None:
-        raise jinja2.TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now(UTC).strftime(fmt)
-    template = env.from_string((CHAT_TEMPLATES / name).read_text(encoding="utf-8"))
-    return template.render(
-        messages=messages, add_generation_prompt=False, bos_token="<s>", eos_token="</s>", tools=None
-    )
 
 
 def record(run_dir: Path, persona: str, number: int) -> SessionRecord:
@@ -230,10 +210,10 @@ def test_as_patient_folds_the_scripted_opening_into_the_first_user_turn(
 @pytest.mark.parametrize(
     "template",
     [
-        "mistralai-Mistral-Nemo-Instruct-2407.jinja",
-        "Mistral-Small-3.2-24B-Instruct-2506.jinja",
-        "meta-llama-Llama-3.1-8B-Instruct.jinja",
-        "Qwen-Qwen2.5-7B-Instruct.jinja",
+        "mistralai-Mistral-Nemo-Instruct-2407",
+        "Mistral-Small-3.2-24B-Instruct-2506",
+        "meta-llama-Llama-3.1-8B-Instruct",
+        "Qwen-Qwen2.5-7B-Instruct",
     ],
 )
 @pytest.mark.parametrize("side", ["therapist", "patient"])
@@ -243,7 +223,7 @@ def test_real_chat_templates_accept_every_example(
     out = tmp_path / "t.jsonl"
     assert export(run_dir, "--format", "openai", "--as", side, "--out", out).exit_code == 0
     for line in read_jsonl(out):
-        rendered = render_chat_template(template, line["messages"])
+        rendered = chat_templates.render(template, line["messages"])
         assert line["messages"][-1]["content"] in rendered
 
 
@@ -252,7 +232,7 @@ def test_gemma_which_refuses_system_messages_takes_system_none(run_dir: Path, tm
     assert export(run_dir, "--format", "openai", "--system", "none", "--out", out).exit_code == 0
     for line in read_jsonl(out):
         assert line["messages"][0]["role"] == "user"
-        render_chat_template("google-gemma-2-2b-it.jinja", line["messages"])
+        chat_templates.render("google-gemma-2-2b-it", line["messages"])
 
 
 def test_system_file_renders_in_the_sandbox_with_the_run_variables(run_dir: Path, tmp_path: Path) -> None:
@@ -356,7 +336,8 @@ def test_parquet_loads_with_datasets_and_pyarrow_and_round_trips(
     assert rows[1]["previous_summary"] == second.previous_summary and rows[1]["summary"] == second.summary
     assert second.termination is not None
     assert rows[1]["termination_reason"] == second.termination.reason == "Repetition Loop"
-    assert rows[1]["flags"] == ["regenerated_repetition"] and rows[1]["backend"] == "offline"
+    flags = sorted(({f for m in second.messages for f in m.flags} | set(second.summary_flags)) - {"template"})
+    assert "regenerated_repetition" in flags and rows[1]["flags"] == flags and rows[1]["backend"] == "offline"
     assert rows[1]["models"] == {"therapist": None, "patient": None, "summarizer": None}
     assert rows[1]["seed"] == 1 and rows[1]["run_id"] == "demo"
 

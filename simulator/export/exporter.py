@@ -112,7 +112,7 @@ def _example(options: ExportOptions, source: RunSource, record: SessionRecord) -
     turns = []
     record_json = None
     if options.fmt == "records":
-        record_json = record.model_dump_json()
+        record_json = record.model_dump_json(exclude=None if record.attempts else {"attempts"})
         chars = sum(len(m.content) for m in record.messages)
     else:
         system = source.system(record, options.perspective, options.system, options.series_context)

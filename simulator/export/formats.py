@@ -3,7 +3,7 @@
 - openai: ``{"messages": [{"role", "content"}, ...]}`` a line, system first when there is one;
 - sharegpt: ``{"conversations": [{"from": "human"|"gpt", "value"}, ...], "system": ...}`` a line
   (LLaMA-Factory's ``sharegpt`` formatting with its ``system`` column; Axolotl reads it too);
-- records: the session record JSON, one a line;
+- records: the session record JSON as the store writes it (no empty ``attempts``), one a line;
 - parquet: one row per session with the messages and the session's metadata.
 """
 

@@ -7,7 +7,8 @@ Fields read (nothing else is relied on):
   where S is a number or an object with a numeric ``score`` (or ``mean``), for ``--min-score``;
 - ``summary``: every numeric value in it, by its dotted path, shown in the dataset card.
 
-Without ``--eval EVAL_ID`` the evaluation is the last one by name (ids sort by time).
+Without ``--eval EVAL_ID`` the evaluation is the newest ``eval.json`` by modification time (as
+``simulator view`` picks it, so the card and the page show the same scores).
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def _eval_file(run: Run, eval_id: str | None) -> Path | None:
         if not path.is_file():
             raise InputError(path, f"--eval {eval_id}: no such evaluation in this run")
         return path
-    found = sorted(p for p in folder.glob(f"*/{EVAL_FILE}") if p.is_file()) if folder.is_dir() else []
-    return found[-1] if found else None
+    found = [p for p in folder.glob(f"*/{EVAL_FILE}") if p.is_file()] if folder.is_dir() else []
+    return max(found, key=lambda p: (p.stat().st_mtime_ns, p.parent.name), default=None)
 
 
 def _read(run_id: str, path: Path) -> Evaluation:
