@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from simulator.config import RoleSettings
     from simulator.personas import Patient, Therapist
 
-Role = Literal["therapist", "patient", "summarizer"]
-"""Which agent a request is for."""
+Role = Literal["therapist", "patient", "summarizer", "judge"]
+"""Which agent a request is for (``judge``: ``simulator evaluate``'s rubric judge)."""
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,10 @@ class RunConfig(_Settings):
     guards: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
-    roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
+    roles: dict[Literal["therapist", "patient", "summarizer", "judge"], RoleSettings] = Field(
+        default_factory=dict
+    )
+    """Per-role request settings; ``judge`` is read by ``simulator evaluate`` only."""
     prices: dict[str, Price] = Field(default_factory=dict)
 
     @field_validator("shard")
