@@ -13,7 +13,7 @@ from simulator.records import Message, SessionRecord, Termination
 
 def record(*lines: tuple[str, str], reason: str = "Natural Session End") -> SessionRecord:
     messages = [
-        Message(speaker=speaker, content=text, index=i, flags=["truncated_continued"] if i == 1 else [])  # type: ignore[arg-type]
+        Message(speaker=speaker, content=text, index=i, flags=["truncated_continued"] if i == 1 else [])
         for i, (speaker, text) in enumerate(lines)
     ]
     return SessionRecord(

@@ -31,7 +31,8 @@ def test_alpha_matches_a_hand_computed_fixture() -> None:
     assert interval_alpha([[1, 3, 5], [2, 3, 4]]) == pytest.approx(5 / 6)
     # Perfect agreement with variation between units is 1; a reversed coder is below 0.
     assert interval_alpha([[1, 3, 5], [1, 3, 5]]) == pytest.approx(1.0)
-    assert interval_alpha([[1, 3, 5], [5, 3, 1]]) < 0
+    reversed_alpha = interval_alpha([[1, 3, 5], [5, 3, 1]])
+    assert reversed_alpha is not None and reversed_alpha < 0
 
 
 def test_alpha_is_none_where_it_is_undefined() -> None:
