@@ -16,7 +16,7 @@ from click.testing import Result
 from simulator.store import RunStore
 from tests.conftest import MARCUS, PERSONAS, invoke
 from tests.judgekit import INVENTED, JudgeModel
-from tests.loopback import LoopbackServer, serve, unauthorized
+from tests.loopback import LoopbackServer, serve, server_error, unauthorized
 
 CTRS_ITEMS = 11
 
@@ -270,3 +270,45 @@ def test_cache_makes_a_second_evaluation_free(run_dir: Path, server: LoopbackSer
         == json.loads((second / "eval.json").read_text())["sessions"]
     )
     assert json.loads((second / "eval.json").read_text())["summary"]["judge"]["usage"]["cache_hits"] == 6
+
+
+def test_mi_counts_come_from_the_judge_and_ratios_from_the_counts(
+    tmp_path: Path, server: LoopbackServer, judge: JudgeModel
+) -> None:
+    persona = tmp_path / "mi_client.yaml"
+    persona.write_text(MARCUS.read_text().replace("modality: CBT", "modality: MI"))
+    made = invoke(
+        "run", persona, "--sessions", "2", "--backend", "offline", "--out", tmp_path, "--run-id", "mi"
+    )
+    assert made.exit_code == 0, made.output
+    run_dir = tmp_path / "mi"
+    result = evaluate(run_dir, server, "--judge-model", "j", "--rubric", "mi", "--rubric", "ctrs")
+    assert result.exit_code == 0, result.output
+    data = report(run_dir)
+    assert data["not_applicable"] == {"ctrs": 2}  # a CBT instrument on MI sessions
+    items = data["summary"]["items"]["mi"]
+    assert items["questions"]["label"] == "judge-counted"
+    assert items["complex_reflection_share"]["label"] == "derived from judge counts"
+    for session in data["sessions"]:
+        scores = session["scores"]["mi"]
+        reflections = scores["simple_reflections"] + scores["complex_reflections"]
+        assert scores["complex_reflection_share"] == pytest.approx(
+            scores["complex_reflections"] / reflections
+        )
+        assert scores["reflection_to_question_ratio"] == pytest.approx(reflections / scores["questions"])
+
+
+def test_a_judge_call_that_fails_after_retries_is_judge_failed(
+    run_dir: Path, server: LoopbackServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "eval.yaml"
+    config.write_text("retry: {attempts: 2, initial_wait_s: 0, max_wait_s: 0}\n")
+    server.handler = lambda request: server_error(503)
+    result = evaluate(run_dir, server, "--judge-model", "j", "--rubric", "realism", "--config", str(config))
+    assert result.exit_code == 1, result.output
+    assert len(server.requests) == 6 * 2
+    data = report(run_dir)
+    assert data["summary"]["judge"]["judge_failed"] == 6 * 4
+    record = json.loads((only_eval(run_dir) / "realism" / "priya_shah" / "session_01.json").read_text())
+    assert "server error 503" in record["judgments"][0]["error"]
+    assert data["sessions"][0]["natural_end"] is True  # model-free metrics are kept

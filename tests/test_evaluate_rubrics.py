@@ -127,3 +127,20 @@ def test_resume_of_an_unknown_evaluation_exits_2(run_dir: Path) -> None:
     assert result.exit_code == 2 and "no evaluation 'nope'" in result.stderr
     bad = invoke("evaluate", run_dir, "--resume", "../..")
     assert bad.exit_code == 2 and "invalid" in bad.stderr
+
+
+def test_the_readme_rubric_example_loads_and_renders(run_dir: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Writing a rubric")[1]
+    yaml_text = section.split("```yaml\n")[1].split("```")[0]
+    jinja_text = section.split("```jinja\n")[1].split("```")[0]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "warmth.yaml").write_text(yaml_text)
+    (folder / "warmth.j2").write_text(jinja_text)
+    rubric = load_rubric(folder / "warmth.yaml")
+    assert [item.kind for item in rubric.spec.items] == ["rating", "count"]
+    result = invoke("evaluate", run_dir, "--rubrics", folder, "--rubric", "warmth", "--judge-model", "j",
+                    "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--dry-run")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 judge calls (2 cases x 1 repeats)" in result.stdout and not (run_dir / "eval").exists()

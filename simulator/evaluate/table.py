@@ -27,7 +27,7 @@ def _number(value: float | None) -> str:
 
 
 def _ci(ci: list[float] | None) -> str:
-    return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+    return "-" if ci is None else f"{ci[0]:.2f}-{ci[1]:.2f}"
 
 
 def report_view(report: dict[str, Any]) -> RenderableType:
@@ -44,7 +44,7 @@ def report_view(report: dict[str, Any]) -> RenderableType:
     if summary["items"]:
         repeats = report["judge"]["repeats"]
         items = Table(title=f"judge {report['judge']['model']} ({repeats} repeat(s))", title_justify="left")
-        for column in ("rubric", "item", "mean", "95% CI", "n", "unsupported evidence", "failed", "alpha"):
+        for column in ("rubric", "item", "mean", "95% CI", "n", "unsupported", "failed", "alpha"):
             items.add_column(column, justify="left" if column in ("rubric", "item") else "right")
         for rubric, rows in summary["items"].items():
             for item, cell in rows.items():
