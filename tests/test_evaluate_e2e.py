@@ -16,7 +16,7 @@ from click.testing import Result
 from simulator.store import RunStore
 from tests.conftest import MARCUS, PERSONAS, invoke
 from tests.judgekit import INVENTED, JudgeModel
-from tests.loopback import LoopbackServer, serve, server_error, unauthorized
+from tests.loopback import LoopbackServer, completion, serve, server_error, unauthorized
 
 CTRS_ITEMS = 11
 
@@ -312,3 +312,16 @@ def test_a_judge_call_that_fails_after_retries_is_judge_failed(
     record = json.loads((only_eval(run_dir) / "realism" / "priya_shah" / "session_01.json").read_text())
     assert "server error 503" in record["judgments"][0]["error"]
     assert data["sessions"][0]["natural_end"] is True  # model-free metrics are kept
+
+
+def test_a_reply_cut_at_the_token_limit_is_asked_again_saying_so(
+    run_dir: Path, server: LoopbackServer, judge: JudgeModel
+) -> None:
+    server.enqueue(
+        completion('{"sounds_like_a_person": {"score": 4, "rationale": "na', finish_reason="length")
+    )
+    result = evaluate(run_dir, server, "--judge-model", "j", "--rubric", "realism", "--concurrency", "1")
+    assert result.exit_code == 0, result.output
+    retried = [r for r in server.requests if len(r.json["messages"]) > 2]
+    assert len(retried) == 1 and "cut at the token limit" in retried[0].json["messages"][-1]["content"]
+    assert report(run_dir)["summary"]["items"]["realism"]["resistance"]["n"] == 6

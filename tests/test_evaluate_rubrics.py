@@ -144,3 +144,11 @@ def test_the_readme_rubric_example_loads_and_renders(run_dir: Path, tmp_path: Pa
                     "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--dry-run")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 judge calls (2 cases x 1 repeats)" in result.stdout and not (run_dir / "eval").exists()
+
+
+def test_resume_keeps_its_own_settings(run_dir: Path) -> None:
+    result = invoke("evaluate", run_dir, "--resume", "x", "--judge-model", "other")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "simulator: error: --resume: a resumed evaluation keeps its own settings (only --concurrency may change)"
+    ]

@@ -27,6 +27,7 @@ from simulator.evaluate.answers import (
     read_item,
 )
 from simulator.evaluate.cases import Case
+from simulator.evaluate.evidence import Haystack
 from simulator.evaluate.prompts import RETRY, judge_messages
 from simulator.records import TokenCounts
 
@@ -104,6 +105,8 @@ class Judge:
                 problem = judgment.error = str(exc)
                 break
             problem = self._read(case, reply.content, schema, haystack, judgment.items)
+            if problem and reply.finish_reason == "length":
+                problem = "it was cut at the token limit (raise roles.judge.max_tokens)"
             if not problem:
                 break
             log.info("%s %s session %d: judge reply unusable (%s)", *case.key, problem)
@@ -119,7 +122,12 @@ class Judge:
         return judgment
 
     def _read(
-        self, case: Case, content: str, schema: dict[str, Any], haystack: Any, results: dict[str, ItemResult]
+        self,
+        case: Case,
+        content: str,
+        schema: dict[str, Any],
+        haystack: Haystack,
+        results: dict[str, ItemResult],
     ) -> str:
         """Fill ``results`` with every item that is valid in this reply (the first valid answer
         of an item is kept); return what is still wrong, or '' when nothing is."""
