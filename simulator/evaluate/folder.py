@@ -24,6 +24,7 @@ from typing import Any
 from simulator.errors import RunStateError
 from simulator.evaluate.rubrics import Rubric
 from simulator.evaluate.settings import EvalSettings
+from simulator.personas import validate_id
 from simulator.runner import validate_run_id
 from simulator.store import RunStore, atomic_write, to_json
 from simulator.transcript import session_stem
@@ -53,6 +54,7 @@ class EvalFolder:
         return self.path / EVAL_FILE
 
     def record_path(self, rubric: str, persona_id: str, number: int) -> Path:
+        validate_id(persona_id, self.path)  # it becomes a folder name
         return self.path / rubric / persona_id / f"{session_stem(number)}.json"
 
     def create(self, settings: EvalSettings, rubrics: list[Rubric]) -> None:
