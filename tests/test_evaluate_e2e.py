@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from click.testing import Result
 from simulator.store import RunStore
 from tests.conftest import MARCUS, PERSONAS, invoke
 from tests.judgekit import INVENTED, JudgeModel
+from tests.serieskit import cli_command, cli_env
 from tests.loopback import LoopbackServer, completion, serve, server_error, unauthorized
 
 CTRS_ITEMS = 11
@@ -325,3 +329,38 @@ def test_a_reply_cut_at_the_token_limit_is_asked_again_saying_so(
     retried = [r for r in server.requests if len(r.json["messages"]) > 2]
     assert len(retried) == 1 and "cut at the token limit" in retried[0].json["messages"][-1]["content"]
     assert report(run_dir)["summary"]["items"]["realism"]["resistance"]["n"] == 6
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_killed_evaluation_resumes_without_touching_finished_records(
+    run_dir: Path, judge: JudgeModel, stop: signal.Signals
+) -> None:
+    with serve(judge, latency_s=0.15) as server:
+        command = cli_command(
+            "evaluate", run_dir, "--backend", "openai", "--base-url", server.base_url, "--judge-model", "j",
+            "--rubric", "realism", "--rubric", "ctrs", "--concurrency", "1",
+        )  # fmt: skip
+        process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while len(list(run_dir.glob("eval/*/*/*/session_*.json"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=30)
+        folder = only_eval(run_dir)
+        if stop == signal.SIGINT:
+            assert process.returncode == 130 and f"--resume {folder.name}" in stderr
+            assert json.loads((folder / "eval.json").read_text())["status"] == "interrupted"
+        else:
+            assert process.returncode == -signal.SIGKILL
+        done = {p: p.read_bytes() for p in folder.glob("*/*/session_*.json")}
+        assert 3 <= len(done) < 12
+        server.latency_s = 0.0
+        before = len(server.requests)
+        result = invoke("evaluate", run_dir, "--resume", folder.name, "--concurrency", "4")
+        assert result.exit_code == 0, result.output
+        # the settings (endpoint included) are the evaluation's own; only the rest is judged
+        assert len(server.requests) - before == 12 - len(done)
+    assert {p: p.read_bytes() for p in done} == done
+    data = report(run_dir)
+    assert data["status"] == "complete" and data["summary"]["items"]["ctrs"]["agenda"]["n"] == 6
+    assert not list(folder.glob("**/.*.tmp"))
