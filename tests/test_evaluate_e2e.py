@@ -19,8 +19,8 @@ from click.testing import Result
 from simulator.store import RunStore
 from tests.conftest import MARCUS, PERSONAS, invoke
 from tests.judgekit import INVENTED, JudgeModel
-from tests.serieskit import cli_command, cli_env
 from tests.loopback import LoopbackServer, completion, serve, server_error, unauthorized
+from tests.serieskit import cli_command, cli_env
 
 CTRS_ITEMS = 11
 
