@@ -9,6 +9,7 @@ against the summaries of the sessions before it (so it needs session k-1's summa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from simulator.evaluate.evidence import Haystack
@@ -32,6 +33,11 @@ class SeriesSession:
     @property
     def persona_id(self) -> str:
         return self.record.persona_id
+
+    @cached_property
+    def transcript(self) -> str:
+        """The messages as ``Speaker: text`` lines, made once and shared by every rubric."""
+        return transcript_text(self.record.messages)
 
     @property
     def number(self) -> int:
@@ -91,7 +97,7 @@ def make_case(rubric: Rubric, session: SeriesSession) -> Case | None:
         item for item in rubric.asked_items if not (item.requires == "session_notes" and notes is None)
     )
     bullets = summary_bullets(record.summary)
-    transcript = transcript_text(record.messages)
+    transcript = session.transcript
     earlier = _earlier_summaries(session)
     scope = rubric.spec.applies_to
     if (
