@@ -7,7 +7,7 @@ reports exactly what a single pass would have.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE
@@ -114,7 +114,7 @@ def build_report(
     records: list[Record],
     *,
     repeats: int,
-    cost: Any = None,
+    cost: Callable[[TokenCounts], float | None] | None = None,
 ) -> dict[str, Any]:
     """The whole of eval.json; ``head`` holds the identifying fields (ids, status, settings)."""
     by_session: dict[tuple[str, int], list[Record]] = {}
