@@ -152,3 +152,14 @@ def test_resume_keeps_its_own_settings(run_dir: Path) -> None:
     assert result.stderr.splitlines() == [
         "simulator: error: --resume: a resumed evaluation keeps its own settings (only --concurrency may change)"
     ]
+
+
+def test_judging_openai_without_a_key_exits_2_before_writing(run_dir: Path) -> None:
+    result = invoke(
+        "evaluate", run_dir, "--backend", "openai", "--judge-model", "gpt-4o-mini", "--rubric", "ctrs"
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "simulator: error: OPENAI_API_KEY is not set: export it, or use --backend offline"
+    ]
+    assert not (run_dir / "eval").exists()

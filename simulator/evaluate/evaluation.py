@@ -102,36 +102,46 @@ class Evaluation:
     async def execute(self, listener: Listener | None = None, backend: ChatBackend | None = None) -> Outcome:
         """Judge what is not judged yet and write eval.json. ``backend`` replaces the configured
         one (tests, embedding). Raises BackendError when the endpoint refuses the key or model."""
-        folder = self.folder
-        if folder is None:
-            folder = EvalFolder(self.run.path, new_run_id())
-            folder.create(self.settings, self.rubrics)
-            self.folder = folder
-        with folder.lock():
-            created = _created_at(folder)
-            head = self._head(folder, "running", created, None)
-            folder.write_report(build_report(head, self.rubrics, [], [], repeats=self.settings.repeats))
-            status = "failed"
-            judge: Judge | None = None
-            try:
-                judge = await self._judge_all(folder, listener, backend)
-                status = "complete"
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                status = "interrupted"
-                raise
-            finally:
-                report = self._report(folder, created, status, judge)
-                folder.write_report(report)
+        owned = backend is None and self.settings.judging and bool(self.cases)
+        chat = self.settings.make_backend() if owned else backend  # a bad setting fails before any write
+        try:
+            folder = self.folder
+            if folder is None:
+                folder = EvalFolder(self.run.path, new_run_id())
+                folder.create(self.settings, self.rubrics)
+                self.folder = folder
+            with folder.lock():
+                report = await self._execute(folder, listener, chat)
+        finally:
+            if owned and chat is not None:
+                await chat.aclose()
         return Outcome(report, folder)
 
+    async def _execute(
+        self, folder: EvalFolder, listener: Listener | None, chat: ChatBackend | None
+    ) -> dict[str, Any]:
+        created = _created_at(folder)
+        head = self._head(folder, "running", created, None)
+        folder.write_report(build_report(head, self.rubrics, [], [], repeats=self.settings.repeats))
+        status = "failed"
+        judge: Judge | None = None
+        try:
+            judge = await self._judge_all(folder, listener, chat)
+            status = "complete"
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status = "interrupted"
+            raise
+        finally:
+            report = self._report(folder, created, status, judge)
+            folder.write_report(report)
+        return report
+
     async def _judge_all(
-        self, folder: EvalFolder, listener: Listener | None, backend: ChatBackend | None
+        self, folder: EvalFolder, listener: Listener | None, chat: ChatBackend | None
     ) -> Judge | None:
         todo = [c for c in self.cases if not folder.is_judged(*c.key)] if self.settings.judging else []
-        if not todo:
+        if not todo or chat is None:
             return None
-        owned = backend is None
-        chat = backend if backend is not None else self.settings.make_backend()
         judge = Judge(chat, self.settings.role())
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         done = 0
@@ -161,8 +171,6 @@ class Evaluation:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if owned:
-                await chat.aclose()
         return judge
 
     def _record(self, case: Case, judgments: list[Judgment]) -> dict[str, Any]:
