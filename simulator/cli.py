@@ -230,6 +230,12 @@ def evaluate(
         )
     if evaluation.settings.notice:
         click.echo(f"simulator: {evaluation.settings.notice}", err=True)
+    for rubric in evaluation.unused:
+        suits = ", ".join(rubric.spec.modalities)
+        click.echo(
+            f"simulator: rubric {rubric.name!r} ({rubric.spec.applies_to}, suits {suits}) applies to no session",
+            err=True,
+        )
     if dry_run:
         estimate = evaluation.estimate()
         cost = (

@@ -288,6 +288,7 @@ def test_mi_counts_come_from_the_judge_and_ratios_from_the_counts(
     assert result.exit_code == 0, result.output
     data = report(run_dir)
     assert data["not_applicable"] == {"ctrs": 2}  # a CBT instrument on MI sessions
+    assert "rubric 'ctrs' (therapist, suits CBT) applies to no session" in result.stderr
     items = data["summary"]["items"]["mi"]
     assert items["questions"]["label"] == "judge-counted"
     assert items["complex_reflection_share"]["label"] == "derived from judge counts"

@@ -84,6 +84,12 @@ class Evaluation:
     prompt_chars: int = 0
     not_applicable: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def unused(self) -> list[Rubric]:
+        """Rubrics that apply to no session of the run (modality, scope)."""
+        used = {case.rubric.name for case in self.cases}
+        return [rubric for rubric in self.rubrics if rubric.name not in used]
+
     def estimate(self) -> Estimate:
         """First-attempt calls and tokens (prompt characters / 4; the reply at ``max_tokens``,
         or 512 when unset), and their cost at the judge model's ``prices``."""
