@@ -114,7 +114,8 @@ class RunConfig(_Settings):
     previous_summary: Path | None = None
     therapist: Path | None = None
     prompts: Path | None = None
-    backend: Literal["offline", "openai"] | None = None
+    backend: str | None = None
+    """A name in :data:`simulator.backends.BACKENDS`; None chooses by the environment."""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     model: str | None = None
@@ -145,6 +146,15 @@ class RunConfig(_Settings):
     )
     """Per-role request settings; ``judge`` is read by ``simulator evaluate`` only."""
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str | None) -> str | None:
+        from simulator.backends import BACKENDS  # the registry imports this module
+
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {value!r}")
+        return value
 
     @field_validator("shard")
     @classmethod
@@ -180,6 +190,13 @@ class RunConfig(_Settings):
             return None
         index, total = self.shard.split("/")
         return int(index), int(total)
+
+
+def no_model_message(roles: list[str]) -> str:
+    """What to do when a role has no model name: the run's check and the backend's say the same."""
+    flags = " or ".join(f"--{role}-model" for role in roles)
+    keys = " / ".join(f"`roles.{role}.model`" for role in roles)
+    return f"no model set for the {', '.join(roles)}: pass --model or {flags}, or set {keys} in the config"
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:

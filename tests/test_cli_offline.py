@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.personas import Patient, load_persona
 from simulator.summary import SECTIONS
 from tests.conftest import MARCUS, PERSONAS, REPO, invoke
 
@@ -77,7 +78,11 @@ def test_offline_replies_come_from_the_persona(tmp_path: Path) -> None:
     text = (_run(tmp_path, "--sessions", "2") / "marcus_thompson" / "session_02.txt").read_text()
     # Session 2's scripted note and Marcus's own problems and goals surface in what he says.
     assert "I stayed until seven twice this week" in text
-    assert "falling asleep" in text or "perfectionism" in text
+    marcus = load_persona(MARCUS).persona
+    assert isinstance(marcus, Patient)
+    agenda = re.search(r"I'd like to work on (.+?)\. What I really want is to (.+?)\.", text)
+    assert agenda is not None, "the patient sets the agenda"
+    assert agenda[1] in marcus.presenting_problems and agenda[2] in marcus.goals
     priya = (
         _run(tmp_path, run_id="p", persona=PERSONAS / "priya_shah.yaml") / "priya_shah" / "session_01.txt"
     ).read_text()
@@ -107,6 +112,17 @@ def test_max_turns_and_start_with_previous_summary(tmp_path: Path) -> None:
         "message_index": 5,
     }
     assert len(record["messages"]) == 6
+
+
+def test_custom_end_phrases_the_offline_closings_miss_end_at_max_turns(tmp_path: Path) -> None:
+    """The offline therapist does not bend its goodbye to the configured phrases: with phrases
+    none of its closing lines match, the detector never fires and the session runs to max_turns."""
+    config = tmp_path / "farewell.yaml"
+    config.write_text("end_phrases: {therapist: ['\\bfarewell\\b'], patient: ['\\bfarewell\\b']}\n")
+    run_dir = _run(tmp_path, "--max-turns", "12", "--config", config)
+    record = json.loads((run_dir / "marcus_thompson" / "session_01.json").read_text())
+    assert record["termination"]["reason"] == "Max Turns Reached"
+    assert len(record["messages"]) == 12
 
 
 def test_python_dash_m_from_another_directory(tmp_path: Path) -> None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
+from simulator import guards
+from simulator import text as text_module
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
-    SUMMARY_SECTIONS,
     check_role,
-    clean_summary,
-    ends_mid_sentence,
     find_repeat,
     join_continuation,
-    normalize,
     similarity,
-    split_sentences,
-    trim_to_last_sentence,
 )
+from simulator.summary import SUMMARY_SECTIONS, clean_summary
+from simulator.text import ends_mid_sentence, normalize, split_sentences, trim_to_last_sentence
 
 REFERENCE = (Path(__file__).parent / "data" / "reference_session_08.txt").read_text(encoding="utf-8")
 THERAPIST_NAMES = ("Nova", "Marcus Thompson")
@@ -228,13 +225,24 @@ def test_normalize() -> None:
     assert normalize("  It’s  GREAT, isn't it?\n") == "its great isnt it"
 
 
-def test_similarity_is_fast_enough() -> None:
+def test_repetition_check_normalizes_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard compares every new message with all earlier ones, every turn: each distinct
+    text must be normalized once, not once per comparison (what keeps long sessions fast)."""
     turns = THERAPIST + PATIENT
-    start = time.perf_counter()
+    guards._tokens.cache_clear()
+    guards._shingles.cache_clear()
+    calls: list[str] = []
+    real = text_module.normalize
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(guards, "normalize", counting)
     for _ in range(20):
         for text in turns:
             find_repeat(text + " x", turns)
-    assert time.perf_counter() - start < 1.0
+    assert len(calls) == len(set(turns) | {text + " x" for text in turns})
 
 
 # ---- defect 3: stepping out of the role ----------------------------------------------------------

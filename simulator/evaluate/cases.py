@@ -16,8 +16,8 @@ from simulator.evaluate.evidence import Haystack
 from simulator.evaluate.rubrics import Item, Rubric
 from simulator.personas import Patient, Therapist
 from simulator.records import SessionRecord
-from simulator.session import transcript_text
 from simulator.summary import parse_sections
+from simulator.transcript import transcript_text
 
 
 @dataclass(frozen=True)

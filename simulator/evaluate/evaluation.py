@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.backend import ChatBackend
+from simulator.backends import Cast
+from simulator.backends.ratelimit import CHARS_PER_TOKEN, DEFAULT_REPLY_TOKENS
 from simulator.errors import InputError
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE, answer_schema
 from simulator.evaluate.cases import Case, SeriesSession, make_case
@@ -27,11 +28,11 @@ from simulator.evaluate.prompts import judge_messages
 from simulator.evaluate.report import build_report, case_scores, count_status
 from simulator.evaluate.rubrics import Rubric, load_rubrics
 from simulator.evaluate.settings import EvalSettings, resolve
+from simulator.layout import new_run_id
 from simulator.personas import Patient, Therapist, load_persona
-from simulator.ratelimit import CHARS_PER_TOKEN, DEFAULT_REPLY_TOKENS
+from simulator.protocol import ChatBackend
 from simulator.reader import Run, read_run
 from simulator.records import TokenCounts
-from simulator.runner import new_run_id
 from simulator.session import now
 
 
@@ -102,14 +103,14 @@ class Evaluation:
             len(self.cases) * repeats,
             prompt,
             completion,
-            self.settings.cost(prompt, completion),
+            self.settings.cost(TokenCounts(prompt_tokens=prompt, completion_tokens=completion)),
         )
 
     async def execute(self, listener: Listener | None = None, backend: ChatBackend | None = None) -> Outcome:
         """Judge what is not judged yet and write eval.json. ``backend`` replaces the configured
         one (tests, embedding). Raises BackendError when the endpoint refuses the key or model."""
         owned = backend is None and self.settings.judging and bool(self.cases)
-        chat = self.settings.make_backend() if owned else backend  # a bad setting fails before any write
+        chat = self.settings.make_backend(self._cast()) if owned else backend  # fails before any write
         try:
             folder = self.folder
             if folder is None:
@@ -122,6 +123,11 @@ class Evaluation:
             if owned and chat is not None:
                 await chat.aclose()
         return Outcome(report, folder)
+
+    def _cast(self) -> Cast:
+        """The run's personas, for a registry backend that speaks from them."""
+        patients = {s.persona_id: s.patient for s in self.sessions}
+        return Cast(tuple(patients.values()), self.sessions[0].therapist)
 
     async def _execute(
         self, folder: EvalFolder, listener: Listener | None, chat: ChatBackend | None
@@ -238,14 +244,8 @@ class Evaluation:
         head = self._head(folder, status, created, judge)
         if status == "complete" and any(r["status"] == JUDGE_FAILED for r in records):
             head["status"] = JUDGE_FAILED
-        cost = self.settings.cost
         return build_report(
-            head,
-            self.rubrics,
-            metrics,
-            records,
-            repeats=self.settings.repeats,
-            cost=lambda u: cost(u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            head, self.rubrics, metrics, records, repeats=self.settings.repeats, cost=self.settings.cost
         )
 
 

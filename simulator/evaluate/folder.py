@@ -24,10 +24,9 @@ from typing import Any
 from simulator.errors import RunStateError
 from simulator.evaluate.rubrics import Rubric
 from simulator.evaluate.settings import EvalSettings
+from simulator.layout import session_stem, validate_run_id
 from simulator.personas import validate_id
-from simulator.runner import validate_run_id
 from simulator.store import RunStore, atomic_write, to_json
-from simulator.transcript import session_stem
 
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.backend import ChatBackend, ChatMessage, ChatReply, ChatRequest
 from simulator.config import RoleSettings
 from simulator.errors import BackendError
 from simulator.evaluate.answers import (
@@ -29,6 +28,7 @@ from simulator.evaluate.answers import (
 from simulator.evaluate.cases import Case
 from simulator.evaluate.evidence import Haystack
 from simulator.evaluate.prompts import RETRY, judge_messages
+from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest
 from simulator.records import TokenCounts
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from simulator.backend import ChatMessage
 from simulator.errors import InputError
 from simulator.evaluate.rubrics import Item, Rubric
+from simulator.protocol import ChatMessage
 from simulator.templates import ordinal
 
 SYSTEM = """You are a careful, critical rater of synthetic therapy sessions for a research dataset.

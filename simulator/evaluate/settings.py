@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.backend import ChatBackend
-from simulator.backends import make_backend
+from simulator.backends import Cast, kind, make_backend
 from simulator.config import Price, RateLimits, RetrySettings, RoleSettings, RunConfig, load_config
+from simulator.cost import priced
+from simulator.protocol import ChatBackend
+from simulator.records import TokenCounts
 
 NO_JUDGE_MODEL = "no --judge-model: model-free metrics only, no model is called and no judge scores are given"
 OFFLINE_JUDGE = (
-    "offline backend: it has no model to judge with, so this computes model-free metrics only "
+    "{backend} backend: it has no model to judge with, so this computes model-free metrics only "
     "and gives no judge scores"
 )
 
@@ -33,7 +35,8 @@ class EvalSettings(BaseModel):
 
     rubrics: list[str]
     repeats: int = Field(default=1, ge=1)
-    backend: Literal["offline", "openai"]
+    backend: str
+    """A name from the backend registry (``offline``, ``openai``, ...)."""
     judge_model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -46,47 +49,43 @@ class EvalSettings(BaseModel):
 
     @property
     def judging(self) -> bool:
-        return self.backend == "openai" and self.judge_model is not None
+        return self.judge_model is not None and not kind(self.backend).offline
 
     @property
     def notice(self) -> str | None:
         """Why no model will be called, when none will."""
         if self.judge_model is None:
             return NO_JUDGE_MODEL
-        if self.backend == "offline":
-            return OFFLINE_JUDGE
+        if kind(self.backend).offline:
+            return OFFLINE_JUDGE.format(backend=self.backend)
         return None
 
     def role(self) -> RoleSettings:
         """``roles.judge`` with the judge model in it."""
         return self.judge.model_copy(update={"model": self.judge_model})
 
-    def make_backend(self) -> ChatBackend:
-        """The same backend stack as ``run``: endpoint, retries, rate limits, cache."""
+    def make_backend(self, cast: Cast) -> ChatBackend:
+        """The same backend stack as ``run``, from the registry: endpoint, retries, rate
+        limits, cache."""
         config = RunConfig(
-            backend="openai",
+            backend=self.backend,
             base_url=self.base_url,
             api_key_env=self.api_key_env,
             retry=self.retry,
             rate_limits=self.rate_limits,
             cache=self.cache,
         )
-        return make_backend(config, "openai")
+        return make_backend(config, self.backend, cast)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+    def cost(self, counts: TokenCounts) -> float | None:
         """US dollars at the judge model's price in ``prices`` (None when it has none)."""
         price = self.prices.get(self.judge_model or "")
-        if price is None:
-            return None
-        cached_price = price.cached if price.cached is not None else price.prompt
-        uncached = prompt_tokens - cached_tokens
-        return (
-            uncached * price.prompt + cached_tokens * cached_price + completion_tokens * price.completion
-        ) / 1e6
+        return priced(counts, price) if price is not None else None
 
 
-def _backend_name(config: RunConfig) -> Literal["offline", "openai"]:
-    """--backend when given; else openai when a key or base URL is configured, as for ``run``."""
+def _backend_name(config: RunConfig) -> str:
+    """--backend when given; else openai when a key or base URL is configured, as for ``run``
+    (quietly: without a judge model no backend is used at all)."""
     if config.backend is not None:
         return config.backend
     if os.environ.get(config.api_key_env) or config.base_url or os.environ.get("OPENAI_BASE_URL"):
