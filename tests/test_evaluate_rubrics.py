@@ -163,3 +163,16 @@ def test_judging_openai_without_a_key_exits_2_before_writing(run_dir: Path) -> N
         "simulator: error: OPENAI_API_KEY is not set: export it, or use --backend offline"
     ]
     assert not (run_dir / "eval").exists()
+
+
+def test_the_readme_worked_example_table_is_what_evaluate_prints(tmp_path: Path) -> None:
+    made = invoke(
+        "run", MARCUS, "--sessions", "3", "--backend", "offline", "--out", tmp_path, "--run-id", "demo"
+    )
+    assert made.exit_code == 0, made.output
+    result = invoke("evaluate", tmp_path / "demo", env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = readme.split("## Evaluating a run")[1].split("```\nevaluation ")[1].split("```")[0]
+    rows = [line for line in shown.splitlines() if line.startswith("│")]
+    assert rows and rows == [line.rstrip() for line in result.stdout.splitlines() if line.startswith("│")]
