@@ -176,3 +176,13 @@ def test_the_readme_worked_example_table_is_what_evaluate_prints(tmp_path: Path)
     shown = readme.split("## Evaluating a run")[1].split("```\nevaluation ")[1].split("```")[0]
     rows = [line for line in shown.splitlines() if line.startswith("│")]
     assert rows and rows == [line.rstrip() for line in result.stdout.splitlines() if line.startswith("│")]
+
+
+def test_roles_judge_in_a_run_config_reaches_the_judge(tmp_path: Path) -> None:
+    from simulator.config import load_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text("roles:\n  judge: {max_tokens: 2500, temperature: 0}\n  therapist: {model: t}\n")
+    loaded = load_config(config, {})
+    assert loaded.roles["judge"].max_tokens == 2500 and loaded.roles["judge"].temperature == 0
+    assert loaded.roles["patient"].max_tokens is not None  # the run roles still get their defaults

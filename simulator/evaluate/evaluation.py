@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.backends import Cast
-from simulator.backends.ratelimit import CHARS_PER_TOKEN, DEFAULT_REPLY_TOKENS
+from simulator.backends.ratelimit import CHARS_PER_TOKEN
 from simulator.errors import InputError
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE, answer_schema
 from simulator.evaluate.cases import Case, SeriesSession, make_case
@@ -34,6 +34,9 @@ from simulator.protocol import ChatBackend
 from simulator.reader import Run, read_run
 from simulator.records import TokenCounts
 from simulator.session import now
+
+REPLY_TOKENS_PER_ANSWER = 120
+"""A rationale, a quote or two and the JSON around them: the dry run's guess per answer."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,17 @@ class Evaluation:
         return [rubric for rubric in self.rubrics if rubric.name not in used]
 
     def estimate(self) -> Estimate:
-        """First-attempt calls and tokens (prompt characters / 4; the reply at ``max_tokens``,
-        or 512 when unset), and their cost at the judge model's ``prices``."""
+        """First-attempt calls and tokens (prompt characters / 4; a reply of ``max_tokens``, or
+        when unset about ``REPLY_TOKENS_PER_ANSWER`` per item, and per summary bullet for
+        bullet items), and their cost at the judge model's ``prices``."""
         repeats = self.settings.repeats
-        reply = self.settings.judge.max_tokens or DEFAULT_REPLY_TOKENS
+        limit = self.settings.judge.max_tokens
+        replies = sum(
+            limit or REPLY_TOKENS_PER_ANSWER * sum(c.bullets if i.kind == "bullets" else 1 for i in c.items)
+            for c in self.cases
+        )
         prompt = self.prompt_chars // CHARS_PER_TOKEN * repeats
-        completion = reply * len(self.cases) * repeats
+        completion = replies * repeats
         return Estimate(
             len(self.cases),
             len(self.cases) * repeats,
