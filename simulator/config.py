@@ -150,7 +150,10 @@ class RunConfig(_Settings):
     guards: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
-    roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
+    roles: dict[Literal["therapist", "patient", "summarizer", "judge"], RoleSettings] = Field(
+        default_factory=dict
+    )
+    """Per-role request settings; ``judge`` is read by ``simulator evaluate`` only."""
     prices: dict[str, Price] = Field(default_factory=dict)
 
     @field_validator("backend")
@@ -205,8 +208,9 @@ class RunConfig(_Settings):
 
 def _with_default_limits(roles: dict[Any, RoleSettings]) -> dict[Any, RoleSettings]:
     """Every role with its ``max_tokens`` set: the default unless the config gave one (``null``
-    included). Filled in here so that run.json saves the limit a run used and resume keeps it."""
-    filled: dict[Any, RoleSettings] = {}
+    included). Filled in here so that run.json saves the limit a run used and resume keeps it.
+    Other roles (``judge``) are kept as given."""
+    filled: dict[Any, RoleSettings] = dict(roles)
     for role in ROLES:
         settings = roles.get(role) or RoleSettings()
         if "max_tokens" not in settings.model_fields_set:

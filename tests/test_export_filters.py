@@ -106,6 +106,7 @@ def test_min_messages_counts_the_opening(run_dir: Path, tmp_path: Path) -> None:
 
 
 def write_eval(run: Path, eval_id: str, scores: dict[tuple[str, int], float]) -> None:
+    """An eval.json of the shape `simulator evaluate` writes (README, "Evaluating a run")."""
     folder = run / "eval" / eval_id
     folder.mkdir(parents=True)
     sessions = [
@@ -115,12 +116,20 @@ def write_eval(run: Path, eval_id: str, scores: dict[tuple[str, int], float]) ->
             "messages": 10,
             "natural_end": True,
             "therapist_question_share": 0.5,
-            "scores": {"ctrs": {"agenda": {"score": s, "rationale": "r", "evidence": []}, "feedback": s - 1}},
+            "scores": {"ctrs": {"agenda": s, "feedback": s - 1, "pacing": None}},
         }
         for (p, n), s in scores.items()
     ]
-    summary = {"natural_end_share": 0.89, "items": {"ctrs.agenda": {"mean": 4.1, "ci": [3.5, 4.6]}}}
-    (folder / "eval.json").write_text(json.dumps({"sessions": sessions, "summary": summary}))
+    summary = {
+        "sessions": len(sessions),
+        "natural_end_share": 0.89,
+        "metrics": {"natural_end_share": {"mean": 0.89, "ci95": [0.67, 1.0], "n": 9}},
+        "items": {"ctrs": {"agenda": {"label": "Agenda", "mean": 4.1, "ci95": [3.5, 4.6], "n": 8}}},
+        "personas": {"priya_shah": {"sessions": 3, "metrics": {}, "items": {}}},
+    }
+    (folder / "eval.json").write_text(
+        json.dumps({"eval_id": eval_id, "sessions": sessions, "summary": summary})
+    )
 
 
 def test_min_score_reads_the_runs_evaluation(run_dir: Path, tmp_path: Path) -> None:
@@ -385,8 +394,9 @@ def test_card_licence_persona_sources_and_evaluation(tmp_path: Path) -> None:
         "| priya_shah | Priya Shah | 1 | hand-written persona file | not recorded in the persona file |"
         in card
     )
-    assert "evaluation `e1`" in card and "| natural_end_share | 0.89 |" in card
-    assert "| items.ctrs.agenda.mean | 4.1 |" in card
+    assert "evaluation `e1`" in card
+    assert "| natural_end_share | 0.89 | 0.67-1 | 9 |" in card
+    assert "| ctrs.agenda (Agenda) | 4.1 | 3.5-4.6 | 8 |" in card
 
 
 def test_a_bad_licence_is_bad_input(run_dir: Path, tmp_path: Path) -> None:

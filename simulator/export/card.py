@@ -237,9 +237,18 @@ def _evaluation(scores: Scores, sources: Sequence[RunSource]) -> str:
         if evaluation is None:
             lines.append(f"- Run `{source.run.run_id}`: not evaluated (`simulator evaluate` has not run).")
             continue
-        lines.append(f"- Run `{source.run.run_id}`, evaluation `{evaluation.eval_id}`:\n")
-        if evaluation.summary:
-            lines.append(_table(("measure", "value"), [(k, f"{v:g}") for k, v in evaluation.summary.items()]))
-        else:
-            lines.append("  (no summary values in eval.json)")
+        lines.append(
+            f"- Run `{source.run.run_id}`, evaluation `{evaluation.eval_id}` (over the run's sessions):\n"
+        )
+        rows = [
+            (m.name, f"{m.mean:.3g}", _interval(m.low, m.high), "" if m.n is None else m.n)
+            for m in evaluation.measures
+        ]
+        lines.append(
+            _table(("measure", "mean", "95% CI", "n"), rows) if rows else "  (no scores in eval.json)"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"{low:.3g}-{high:.3g}"

@@ -1,11 +1,13 @@
 """Evaluation scores for the export, read from ``RUN_DIR/eval/EVAL_ID/eval.json`` when
 ``simulator evaluate`` has run; a run without one simply has no scores.
 
-Fields read (nothing else is relied on):
+Fields read (the format is ``simulator evaluate``'s, documented in the README; nothing else
+is relied on, and a value of another shape is skipped):
 
 - ``sessions[]``: ``persona_id``, ``session_number``, and ``scores``: ``{rubric: {item: S}}``
-  where S is a number or an object with a numeric ``score`` (or ``mean``), for ``--min-score``;
-- ``summary``: every numeric value in it, by its dotted path, shown in the dataset card.
+  where S is a number (or an object with a numeric ``score``), for ``--min-score``;
+- ``summary.metrics[NAME]`` and ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low,
+  high]``), ``n`` and (items) ``label``, shown in the dataset card.
 
 Without ``--eval EVAL_ID`` the evaluation is the newest ``eval.json`` by modification time (as
 ``simulator view`` picks it, so the card and the page show the same scores).
@@ -14,6 +16,7 @@ Without ``--eval EVAL_ID`` the evaluation is the newest ``eval.json`` by modific
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +33,24 @@ EVAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """An evaluation id is a folder name: nothing that could climb out of ``RUN_DIR/eval``."""
 
 
+@dataclass(frozen=True)
+class Measure:
+    """One row of the card's evaluation table."""
+
+    name: str
+    mean: float
+    low: float | None
+    high: float | None
+    n: int | None
+
+
 @dataclass
 class Evaluation:
     run_id: str
     eval_id: str
     path: Path
     sessions: dict[tuple[str, int], dict[str, float]]
-    summary: dict[str, float]
+    measures: list[Measure]
 
 
 @dataclass
@@ -106,38 +120,43 @@ def _read(run_id: str, path: Path) -> Evaluation:
         persona, number = entry.get("persona_id"), entry.get("session_number")
         if isinstance(persona, str) and isinstance(number, int):
             sessions[(persona, number)] = _session_scores(entry.get("scores"))
-    summary = dict(list(_numbers(data.get("summary"), ""))[:MAX_CARD_VALUES])
-    return Evaluation(run_id, path.parent.name, path, sessions, summary)
+    summary = _mapping(data.get("summary"))
+    measures = [_measure(name, entry) for name, entry in _mapping(summary.get("metrics")).items()]
+    for rubric, items in _mapping(summary.get("items")).items():
+        for item, entry in _mapping(items).items():
+            label = _mapping(entry).get("label")
+            name = f"{rubric}.{item}" + (f" ({label})" if isinstance(label, str) and label else "")
+            measures.append(_measure(name, entry))
+    found = [m for m in measures if m is not None]
+    return Evaluation(run_id, path.parent.name, path, sessions, found[:MAX_CARD_VALUES])
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _session_scores(scores: Any) -> dict[str, float]:
     found: dict[str, float] = {}
-    if not isinstance(scores, dict):
-        return found
-    for rubric, items in scores.items():
-        if not isinstance(items, dict):
-            continue
-        for item, value in items.items():
-            number = _number(value.get("score", value.get("mean")) if isinstance(value, dict) else value)
+    for rubric, items in _mapping(scores).items():
+        for item, value in _mapping(items).items():
+            number = _number(value.get("score") if isinstance(value, dict) else value)
             if number is not None:
                 found[f"{rubric}.{item}"] = number
     return found
 
 
+def _measure(name: str, entry: Any) -> Measure | None:
+    entry = _mapping(entry)
+    mean = _number(entry.get("mean"))
+    if mean is None:
+        return None
+    ci = entry.get("ci95")
+    low, high = (_number(ci[0]), _number(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
+    n = entry.get("n")
+    return Measure(name, mean, low, high, n if isinstance(n, int) and not isinstance(n, bool) else None)
+
+
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _numbers(value: Any, prefix: str) -> list[tuple[str, float]]:
-    """Numeric leaves of a JSON value by dotted path (lists by index)."""
-    number = _number(value)
-    if number is not None:
-        return [(prefix, number)]
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        items = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(str(i), v) for i, v in enumerate(value)]
-    return [pair for key, v in items for pair in _numbers(v, f"{prefix}.{key}" if prefix else key)]
