@@ -16,6 +16,7 @@ from simulator.export.report import ExportReport, tokens
 from simulator.export.scores import Scores
 from simulator.export.source import RunSource
 from simulator.personas import LoadedPersona
+from simulator.view.evals import Score
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 WARNING = (
@@ -240,14 +241,22 @@ def _evaluation(scores: Scores, sources: Sequence[RunSource]) -> str:
         lines.append(
             f"- Run `{source.run.run_id}`, evaluation `{evaluation.eval_id}` (over the run's sessions):\n"
         )
+        overview = evaluation.overview
         rows = [
-            (m.name, f"{m.mean:.3g}", _interval(m.low, m.high), "" if m.n is None else m.n)
-            for m in evaluation.measures
+            (_measure_name(score), f"{score.mean:.3g}", _interval(score.low, score.high), score.n or "")
+            for score in [*overview.metrics, *overview.items]
         ]
         lines.append(
             _table(("measure", "mean", "95% CI", "n"), rows) if rows else "  (no scores in eval.json)"
         )
     return "\n".join(lines) + "\n"
+
+
+def _measure_name(score: Score) -> str:
+    """A metric by its name; a rubric item as ``rubric.item (label)``."""
+    if score.group == "metric":
+        return score.name
+    return f"{score.group}.{score.name}" + (f" ({score.label})" if score.label else "")
 
 
 def _interval(low: float | None, high: float | None) -> str:

@@ -6,8 +6,9 @@ is relied on, and a value of another shape is skipped):
 
 - ``sessions[]``: ``persona_id``, ``session_number``, and ``scores``: ``{rubric: {item: S}}``
   where S is a number (or an object with a numeric ``score``), for ``--min-score``;
-- ``summary.metrics[NAME]`` and ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low,
-  high]``), ``n`` and (items) ``label``, shown in the dataset card.
+- ``summary.metrics[NAME]`` and ``summary.items[RUBRIC][ITEM]`` (``mean``, ``ci95``, ``n``,
+  ``label``) for the dataset card, through ``simulator.view.evals.summarize_eval``, the reader
+  the run page uses.
 
 Without ``--eval EVAL_ID`` the evaluation is the newest ``eval.json`` by modification time (as
 ``simulator view`` picks it, so the card and the page show the same scores).
@@ -25,23 +26,12 @@ from typing import Any
 from simulator.errors import InputError
 from simulator.export.options import ScoreRule
 from simulator.reader import Run
+from simulator.view.evals import EvalOverview, as_mapping, summarize_eval
 
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
-MAX_CARD_VALUES = 60
 EVAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """An evaluation id is a folder name: nothing that could climb out of ``RUN_DIR/eval``."""
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One row of the card's evaluation table."""
-
-    name: str
-    mean: float
-    low: float | None
-    high: float | None
-    n: int | None
 
 
 @dataclass
@@ -50,7 +40,8 @@ class Evaluation:
     eval_id: str
     path: Path
     sessions: dict[tuple[str, int], dict[str, float]]
-    measures: list[Measure]
+    overview: EvalOverview
+    """The summary rows, read as ``simulator view`` reads them (one reader of eval.json's summary)."""
 
 
 @dataclass
@@ -120,40 +111,18 @@ def _read(run_id: str, path: Path) -> Evaluation:
         persona, number = entry.get("persona_id"), entry.get("session_number")
         if isinstance(persona, str) and isinstance(number, int):
             sessions[(persona, number)] = _session_scores(entry.get("scores"))
-    summary = _mapping(data.get("summary"))
-    measures = [_measure(name, entry) for name, entry in _mapping(summary.get("metrics")).items()]
-    for rubric, items in _mapping(summary.get("items")).items():
-        for item, entry in _mapping(items).items():
-            label = _mapping(entry).get("label")
-            name = f"{rubric}.{item}" + (f" ({label})" if isinstance(label, str) and label else "")
-            measures.append(_measure(name, entry))
-    found = [m for m in measures if m is not None]
-    return Evaluation(run_id, path.parent.name, path, sessions, found[:MAX_CARD_VALUES])
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+    eval_id = path.parent.name
+    return Evaluation(run_id, eval_id, path, sessions, summarize_eval(eval_id, data))
 
 
 def _session_scores(scores: Any) -> dict[str, float]:
     found: dict[str, float] = {}
-    for rubric, items in _mapping(scores).items():
-        for item, value in _mapping(items).items():
+    for rubric, items in as_mapping(scores).items():
+        for item, value in as_mapping(items).items():
             number = _number(value.get("score") if isinstance(value, dict) else value)
             if number is not None:
                 found[f"{rubric}.{item}"] = number
     return found
-
-
-def _measure(name: str, entry: Any) -> Measure | None:
-    entry = _mapping(entry)
-    mean = _number(entry.get("mean"))
-    if mean is None:
-        return None
-    ci = entry.get("ci95")
-    low, high = (_number(ci[0]), _number(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
-    n = entry.get("n")
-    return Measure(name, mean, low, high, n if isinstance(n, int) and not isinstance(n, bool) else None)
 
 
 def _number(value: Any) -> float | None:
