@@ -158,10 +158,25 @@ def test_first_matching_pattern_in_list_order_is_returned() -> None:
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        (r"(unclosed", "invalid end phrase '(unclosed': missing ), unterminated subpattern at position 0"),
-        (r"[a-", "invalid end phrase '[a-': unterminated character set at position 0"),
-        ("", "invalid end phrase '': matches the empty string, so every message"),
-        (r"(?:bye)?", "invalid end phrase '(?:bye)?': matches the empty string, so every message"),
+        (r"(unclosed", "invalid end phrase '(unclosed': missing ) at position 9"),
+        (r"[a-", "invalid end phrase '[a-': unterminated character set at position 3"),
+        ("", "invalid end phrase '': it matches the empty string, so every message"),
+        (r"(?:bye)?", "invalid end phrase '(?:bye)?': it matches the empty string, so every message"),
+        (r"(bye)?", "invalid end phrase '(bye)?': it matches the empty string, so every message"),
+        (
+            r"(.|\w)+#",
+            "unsafe end phrase '(.|\\\\w)+#': a repetition over alternatives that can start with the same "
+            "character can backtrack catastrophically; make the alternatives distinct",
+        ),
+        (
+            r"(\w+\s?)+$",
+            "unsafe end phrase '(\\\\w+\\\\s?)+$': a repetition inside a repetition can backtrack "
+            "catastrophically; make the inner one bounded",
+        ),
+        (
+            r"(a|a)+b",
+            "unsafe end phrase '(a|a)+b': a test match on a 501-character string did not finish in 0.2 s",
+        ),
     ],
 )
 def test_compile_phrases_rejects_bad_patterns(pattern: str, message: str) -> None:
