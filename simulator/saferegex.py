@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import re
-import re._constants as sre_c
-import re._parser as sre_parse
+import re._constants as sre_c  # type: ignore[import-not-found]  # the stdlib parser, unstubbed
+import re._parser as sre_parse  # type: ignore[import-not-found]
 import string
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import regex
 
@@ -27,7 +27,7 @@ __all__ = ["MATCH_TIMEOUT_S", "Pattern", "UnsafePattern", "compile_safe", "searc
 
 log = logging.getLogger(__name__)
 
-Pattern = regex.Pattern[str]
+Pattern: TypeAlias = "regex.Pattern[str]"
 
 MATCH_TIMEOUT_S = 0.25
 """Wall-clock limit of one end-phrase match on one message."""
@@ -102,7 +102,7 @@ def _structural_risk(pattern: str) -> str | None:
 def _risk(items: list[tuple[Any, Any]], *, repeated: bool) -> str | None:
     for op, av in items:
         if op in _REPEATS:
-            low, high, item = av
+            _low, high, item = av
             many = high == sre_c.MAXREPEAT or high > 1
             if repeated and high == sre_c.MAXREPEAT:
                 return "a repetition inside a repetition can backtrack catastrophically; make the inner one bounded"
