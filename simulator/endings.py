@@ -58,6 +58,7 @@ DEFAULT_THERAPIST_END_PHRASES: tuple[str, ...] = (
     r"\bthanks? (?:you )?(?:so much |very much )?for (?:coming in|coming|being here|your time|today)"
     r"(?: today| this (?:morning|afternoon|evening))?\W*$",
     r"\b(?:same time|same day|the same time) next (?:week|month)\b",
+    r"\b(?:I )?wish you (?:all )?the (?:very )?best\b|\b(?:best of|good) luck\b(?! with\b)",
 )
 """Closings therapists really use; the first is the one the reference transcript records.
 Thanks count as the message's last words only ("Thanks for coming in today."): as an opening

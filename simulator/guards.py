@@ -22,6 +22,7 @@ __all__ = [
     "CONTENT_WORDS",
     "DEFAULT_REPETITION_THRESHOLD",
     "SUMMARY_SECTIONS",
+    "RepeatFinder",
     "RoleCheck",
     "SummaryCheck",
     "check_role",
@@ -308,21 +309,53 @@ def is_repeat(text: str, earlier: str, threshold: float = DEFAULT_REPETITION_THR
     return score if score >= threshold else None
 
 
+class RepeatFinder:
+    """One speaker's messages so far, indexed by 4-word sequence, so that each new message is
+    scored only against the earlier ones it shares a sequence with: auditing a transcript stays
+    linear in its length instead of comparing every pair."""
+
+    def __init__(self, threshold: float = DEFAULT_REPETITION_THRESHOLD) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"repetition threshold must be in (0, 1], got {threshold}")
+        self.threshold = threshold
+        self._texts: list[str] = []
+        self._index: dict[tuple[str, ...], list[int]] = {}
+
+    def add(self, text: str) -> None:
+        position = len(self._texts)
+        self._texts.append(text)
+        if len(_tokens(text)) >= CONTENT_WORDS:
+            for shingle in _shingles(text):
+                self._index.setdefault(shingle, []).append(position)
+
+    def find(self, text: str) -> tuple[int, float] | None:
+        """(position among the added messages, score) of the one ``text`` repeats most, the
+        first of equals; None when it repeats none (:func:`is_repeat`)."""
+        if len(_tokens(text)) < CONTENT_WORDS:
+            return None
+        shared: dict[int, int] = {}
+        for shingle in _shingles(text):
+            for position in self._index.get(shingle, ()):
+                shared[position] = shared.get(position, 0) + 1
+        best: tuple[int, float] | None = None
+        for position in sorted(shared):
+            if shared[position] < min(MIN_SHARED_SHINGLES, len(_shingles(text))):
+                continue
+            score = is_repeat(text, self._texts[position], self.threshold)
+            if score is not None and (best is None or score > best[1]):
+                best = (position, score)
+        return best
+
+
 def find_repeat(
     text: str, earlier: Sequence[str], threshold: float = DEFAULT_REPETITION_THRESHOLD
 ) -> int | None:
     """Index of the earlier message ``text`` most resembles, if it repeats it (:func:`is_repeat`)."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"repetition threshold must be in (0, 1], got {threshold}")
-    if len(_tokens(text)) < CONTENT_WORDS:
-        return None
-    best_index: int | None = None
-    best_score = threshold
-    for index, previous in enumerate(earlier):
-        score = is_repeat(text, previous, threshold)
-        if score is not None and score >= best_score and (best_index is None or score > best_score):
-            best_index, best_score = index, score
-    return best_index
+    finder = RepeatFinder(threshold)
+    for previous in earlier:
+        finder.add(previous)
+    found = finder.find(text)
+    return found[0] if found is not None else None
 
 
 def find_short_loop(text: str, earlier: Sequence[str]) -> int | None:
