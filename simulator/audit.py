@@ -29,7 +29,7 @@ from simulator.config import RunConfig
 from simulator.endings import compile_phrases, detect_end
 from simulator.errors import InputError
 from simulator.reader import read_run
-from simulator.records import NATURAL_END, SessionRecord
+from simulator.records import NATURAL_END, SessionRecord, Speaker
 
 __all__ = ["KINDS", "Audit", "Defect", "Transcript", "audit_paths", "audit_transcript", "read_transcripts"]
 
@@ -60,7 +60,7 @@ SUMMARY_KINDS = {
 
 SUMMARY = "Summary"
 TherapistIs = Literal["assistant", "user"]
-_SPEAKERS = {"therapist": "Therapist", "patient": "Patient", "client": "Patient"}
+_SPEAKERS: dict[str, Speaker] = {"therapist": "Therapist", "patient": "Patient", "client": "Patient"}
 _MESSAGE_START = re.compile(r"\n\n(?=(?:Patient|Therapist): )")
 _LAST_TIME = re.compile(r"\b(?:last time|last session|previously)\b[^:\n]{0,40}:\s*", re.IGNORECASE)
 _BARE_ORDINAL = re.compile(
@@ -75,7 +75,7 @@ class Transcript:
     records the repairs the record carries."""
 
     file: str
-    messages: list[tuple[str, str]]
+    messages: list[tuple[Speaker, str]]
     summary: str | None = None
     record: SessionRecord | None = None
 
@@ -197,10 +197,10 @@ def _from_txt(path: Path, text: str) -> Transcript:
         summary = summary.strip("\n")
     body = body.split("\n\nTermination Details:\n", 1)[0]
     parts = _MESSAGE_START.split("\n\n" + body.strip("\n"))
-    messages: list[tuple[str, str]] = []
+    messages: list[tuple[Speaker, str]] = []
     for part in parts[1:]:
         speaker, _, content = part.partition(": ")
-        messages.append((speaker, content.strip()))
+        messages.append((_SPEAKERS[speaker.lower()], content.strip()))
     if not messages:
         raise InputError(path, "no 'Patient:' or 'Therapist:' messages found (expected the reference format)")
     return Transcript(str(path), messages, summary)
@@ -225,7 +225,7 @@ def _from_json(path: Path, text: str) -> Transcript:
     return _from_record(record, str(path))
 
 
-def _speaker(path: Path, where: str, row: dict[str, Any], therapist_is: TherapistIs | None) -> str:
+def _speaker(path: Path, where: str, row: dict[str, Any], therapist_is: TherapistIs | None) -> Speaker:
     speaker = row.get("speaker")
     if isinstance(speaker, str) and speaker.strip().lower() in _SPEAKERS:
         return _SPEAKERS[speaker.strip().lower()]
@@ -246,7 +246,7 @@ def _content(path: Path, where: str, row: dict[str, Any]) -> str:
 
 
 def _from_jsonl(path: Path, text: str, therapist_is: TherapistIs | None) -> Transcript:
-    messages: list[tuple[str, str]] = []
+    messages: list[tuple[Speaker, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -287,7 +287,7 @@ def _from_csv(path: Path, text: str, therapist_is: TherapistIs | None) -> Transc
 # --------------------------------------------------------------------------------------------
 
 
-def _names(messages: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+def _names(messages: Sequence[tuple[Speaker, str]]) -> tuple[str, ...]:
     """The patient's name from an opening that introduces it ("Hi, I'm Marcus Thompson.")."""
     for speaker, text in messages[:1]:
         if speaker == "Patient" and (match := _NAME.search(text)):
@@ -333,7 +333,7 @@ def audit_transcript(transcript: Transcript, config: RunConfig, *, flags: bool =
         "Therapist": guards.RepeatFinder(config.guards.repetition_threshold),
         "Patient": guards.RepeatFinder(config.guards.repetition_threshold),
     }
-    said: dict[str, list[int]] = {"Therapist": [], "Patient": []}
+    said: dict[Speaker, list[int]] = {"Therapist": [], "Patient": []}
     defects: list[Defect] = []
     cleaned: list[tuple[str, str]] = []
     for index, (speaker, text) in enumerate(messages):
@@ -341,7 +341,7 @@ def audit_transcript(transcript: Transcript, config: RunConfig, *, flags: bool =
             defects.extend(_opening_defects(text))
         if guards.ends_mid_sentence(text):
             defects.append(Defect(index, speaker, "truncated", f'ends "{_tail(text)}"'))
-        checked = guards.check_role(text, speaker, names)  # type: ignore[arg-type]
+        checked = guards.check_role(text, speaker, names)
         for flag in checked.flags:
             if flag in ROLE_KINDS:
                 defects.append(Defect(index, speaker, ROLE_KINDS[flag]))

@@ -51,12 +51,13 @@ DEFAULT_THERAPIST_END_PHRASES: tuple[str, ...] = (
     rf"\bsee you (?:again )?{_WHEN}\b",
     r"\buntil next (?:week|time|session)\b",
     r"\btake care\b(?! of\b)",
-    r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day|rest of your (?:day|week))\b",
+    r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day|rest of your (?:day|week))\b"
+    r"(?!\s+(?:at|in|on|with|for|because|and|but|if|when|so)\b)",
     r"\b(?:our time is up|that's all the time we have|we're (?:out of|nearly out of) time)\b",
     r"\blooking forward to (?:seeing you|our next session|next week)\b",
     r"(?<![-\w])(?:good)?bye(?:[- ]bye)?(?![-\w])(?!\s+(?:to|from)\b)(?: for now)?",
     r"\bthanks? (?:you )?(?:so much |very much )?for (?:coming in|coming|being here|your time|today)"
-    r"(?: today| this (?:morning|afternoon|evening))?\W*$",
+    r"(?: today| this (?:morning|afternoon|evening))?(?:,? \w+)?\W*$",
     r"\b(?:same time|same day|the same time) next (?:week|month)\b",
     r"\b(?:I )?wish you (?:all )?the (?:very )?best\b|\b(?:best of|good) luck\b(?! with\b)",
 )
@@ -70,7 +71,8 @@ DEFAULT_PATIENT_END_PHRASES: tuple[str, ...] = (
     r"\bthanks? (?:you )?again(?: for (?:today|everything|this|the session|your (?:help|time)))?(?:,? \w+)?\W*$",
     r"\btalk to you (?:next (?:week|time|session)|soon|then)\b",
     r"\buntil next (?:week|time|session)\b",
-    r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day)\b",
+    r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day)\b"
+    r"(?!\s+(?:at|in|on|with|for|because|and|but|if|when|so)\b)",
     r"\btake care\b(?! of\b)",
 )
 """Patient goodbyes. Thanks are not one by themselves ("Thanks again, that helps. It was a hard
