@@ -66,6 +66,7 @@ _LAST_TIME = re.compile(r"\b(?:last time|last session|previously)\b[^:\n]{0,40}:
 _BARE_ORDINAL = re.compile(
     r"\b(\d{1,3})(?!\d|st\b|nd\b|rd\b|th\b)\s+(?:[A-Za-z][\w-]*\s+)?session\b", re.IGNORECASE
 )
+_BULLET_LINE = re.compile(r"^\s*(?:[-*•]|\d{1,3}[.)])\s+\S")
 _NAME = re.compile(r"\bI(?:'m| am)\s+([A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)")
 
 
@@ -158,9 +159,10 @@ def read_transcripts(path: Path, therapist_is: TherapistIs | None = None) -> Ite
         for session in run.sessions():
             if session.record is None:
                 continue
-            name = session.entry.file or f"{session.persona_id}/session_{session.number:02d}"
-            suffix = ".partial" if session.partial else ""
-            yield _from_record(session.record, str(path / name) + suffix)
+            file = run.store.session_path(
+                session.persona_id, session.number, ".json", partial=session.partial
+            )
+            yield _from_record(session.record, str(file))
         return
     if not path.exists():
         raise InputError(path, "no such file or directory")
@@ -319,6 +321,13 @@ def _opening_defects(text: str) -> list[Defect]:
     return defects
 
 
+def _cut(text: str) -> bool:
+    """Whether a message stops mid-sentence. One ending on a list item has no full stop to miss
+    (without the reply's finish reason a finished bullet and a cut one look the same)."""
+    last_line = text.rstrip().rsplit("\n", 1)[-1]
+    return guards.ends_mid_sentence(text) and _BULLET_LINE.match(last_line) is None
+
+
 def _tail(text: str, words: int = 8) -> str:
     parts = text.split()
     return ("…" if len(parts) > words else "") + " ".join(parts[-words:])
@@ -339,7 +348,7 @@ def audit_transcript(transcript: Transcript, config: RunConfig, *, flags: bool =
     for index, (speaker, text) in enumerate(messages):
         if index == 0 and speaker == "Patient":
             defects.extend(_opening_defects(text))
-        if guards.ends_mid_sentence(text):
+        if _cut(text):
             defects.append(Defect(index, speaker, "truncated", f'ends "{_tail(text)}"'))
         checked = guards.check_role(text, speaker, names)
         for flag in checked.flags:

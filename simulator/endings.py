@@ -11,9 +11,9 @@ The most common real ending has no end phrase in it: the therapist wraps up (agr
 says time is up, sums up, or got the engine's wrap-up note) and the patient answers with a short
 thanks or goodbye. :func:`detect_end` ends the session there too, naming both messages.
 
-Measured on 18 transcribed counselling sessions of AnnoMI (see ``tests/data/README.md``):
-the ending is found in 15 of the 18 whose last exchanges close the session (83%), and never
-before the last five messages.
+Measured with ``benchmarks/real_dialogue.py`` on human dialogue: 6 of 7 clear closings found
+(86%; 2 of 2 in transcribed motivational interviewing, AnnoMI, 4 of 5 in peer-support chats),
+none before a conversation's last 4 messages.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ DEFAULT_THERAPIST_END_PHRASES: tuple[str, ...] = (
     r"\buntil next (?:week|time|session)\b",
     r"\btake care\b(?! of\b)",
     r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day|rest of your (?:day|week))\b"
-    r"(?!\s+(?:at|in|on|with|for|because|and|but|if|when|so)\b)",
+    r"(?!\s+(?:at|in|on|with|for|because|but|if|when|so)\b)",
     r"\b(?:our time is up|that's all the time we have|we're (?:out of|nearly out of) time)\b",
     r"\blooking forward to (?:seeing you|our next session|next week)\b",
     r"(?<![-\w])(?:good)?bye(?:[- ]bye)?(?![-\w])(?!\s+(?:to|from)\b)(?: for now)?",
@@ -72,7 +72,7 @@ DEFAULT_PATIENT_END_PHRASES: tuple[str, ...] = (
     r"\btalk to you (?:next (?:week|time|session)|soon|then)\b",
     r"\buntil next (?:week|time|session)\b",
     r"\bhave a (?:good|great|lovely|nice|wonderful) (?:week|weekend|evening|day)\b"
-    r"(?!\s+(?:at|in|on|with|for|because|and|but|if|when|so)\b)",
+    r"(?!\s+(?:at|in|on|with|for|because|but|if|when|so)\b)",
     r"\btake care\b(?! of\b)",
 )
 """Patient goodbyes. Thanks are not one by themselves ("Thanks again, that helps. It was a hard
