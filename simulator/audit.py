@@ -3,7 +3,7 @@ already exist, with no model and no network.
 
 Reads the reference ``.txt`` format, the engine's ``session_NN.json``, run folders (every session
 in them), ``.jsonl`` (one ``{"speaker", "content"}`` object a line) and ``.csv`` (``speaker,content``
-columns), and reports each defect by message index, speaker and kind, plus where the session
+columns), and folders of such files, and reports each defect by message index, speaker and kind, plus where the session
 would have ended naturally. An engine record is audited on its stored, already repaired text.
 
 Defect kinds name what is wrong; the engine's record flags name the repair (see README):
@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -29,6 +29,7 @@ from simulator.config import RunConfig
 from simulator.endings import compile_phrases, detect_end
 from simulator.errors import InputError
 from simulator.reader import read_run
+from simulator.store import RunStore
 from simulator.records import NATURAL_END, SessionRecord, Speaker
 
 __all__ = ["KINDS", "Audit", "Defect", "Transcript", "audit_paths", "audit_transcript", "read_transcripts"]
@@ -58,8 +59,8 @@ SUMMARY_KINDS = {
 }
 """Summary repairs that mean a defect; canonicalising heading names and bullets is not one."""
 
+SUFFIXES = (".txt", ".json", ".jsonl", ".csv")
 SUMMARY = "Summary"
-TherapistIs = Literal["assistant", "user"]
 _SPEAKERS: dict[str, Speaker] = {"therapist": "Therapist", "patient": "Patient", "client": "Patient"}
 _MESSAGE_START = re.compile(r"\n\n(?=(?:Patient|Therapist): )")
 _LAST_TIME = re.compile(r"\b(?:last time|last session|previously)\b[^:\n]{0,40}:\s*", re.IGNORECASE)
@@ -151,9 +152,18 @@ class Audit:
 # --------------------------------------------------------------------------------------------
 
 
-def read_transcripts(path: Path, therapist_is: TherapistIs | None = None) -> Iterator[Transcript]:
+def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Transcript]:
     """Every session at ``path``; :class:`InputError` (exit 2) names the file and row when one
     cannot be read."""
+    if path.is_dir() and not RunStore(path).run_file.exists():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if not files:
+            raise InputError(
+                path, f"neither a run folder nor a folder of transcripts ({', '.join(SUFFIXES)})"
+            )
+        for file in files:
+            yield from read_transcripts(file, therapist_is)
+        return
     if path.is_dir():
         run = read_run(path)
         for session in run.sessions():
@@ -227,12 +237,12 @@ def _from_json(path: Path, text: str) -> Transcript:
     return _from_record(record, str(path))
 
 
-def _speaker(path: Path, where: str, row: dict[str, Any], therapist_is: TherapistIs | None) -> Speaker:
+def _speaker(path: Path, where: str, row: dict[str, Any], therapist_is: str | None) -> Speaker:
     speaker = row.get("speaker")
     if isinstance(speaker, str) and speaker.strip().lower() in _SPEAKERS:
         return _SPEAKERS[speaker.strip().lower()]
     role = row.get("role")
-    if isinstance(role, str) and role in ("assistant", "user"):
+    if role in ("assistant", "user"):
         if therapist_is is None:
             raise InputError(path, f"{where}: role {role!r} needs --therapist-is assistant|user")
         return "Therapist" if role == therapist_is else "Patient"
@@ -247,7 +257,7 @@ def _content(path: Path, where: str, row: dict[str, Any]) -> str:
     return content.strip()
 
 
-def _from_jsonl(path: Path, text: str, therapist_is: TherapistIs | None) -> Transcript:
+def _from_jsonl(path: Path, text: str, therapist_is: str | None) -> Transcript:
     messages: list[tuple[Speaker, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -267,7 +277,7 @@ def _from_jsonl(path: Path, text: str, therapist_is: TherapistIs | None) -> Tran
     return Transcript(str(path), messages)
 
 
-def _from_csv(path: Path, text: str, therapist_is: TherapistIs | None) -> Transcript:
+def _from_csv(path: Path, text: str, therapist_is: str | None) -> Transcript:
     try:
         reader = csv.DictReader(text.splitlines())
         fields = reader.fieldnames or []
@@ -399,7 +409,7 @@ def audit_paths(
     config: RunConfig,
     *,
     flags: bool = False,
-    therapist_is: TherapistIs | None = None,
+    therapist_is: str | None = None,
 ) -> Iterator[Audit]:
     """Audit every session under ``paths``, in order, one at a time."""
     for path in paths:

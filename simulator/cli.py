@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -193,14 +192,14 @@ def audit(
 ) -> None:
     """Run the guards and the termination detector over existing transcripts (.txt, session
     JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found."""
+    import json
+
     from simulator.audit import audit_paths
     from simulator.config import load_config
 
     config = load_config(config_file, {})
     found = False
-    for index, result in enumerate(
-        audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)  # type: ignore[arg-type]
-    ):
+    for index, result in enumerate(audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)):
         found = found or bool(result.defects)
         if fmt == "json":
             click.echo(json.dumps(result.as_dict(), ensure_ascii=False))

@@ -104,6 +104,26 @@ def test_real_peer_support_chats_have_no_repetition_and_no_premature_end(tmp_pat
     assert ended <= {"eeyore_00", "eeyore_01", "eeyore_02", "eeyore_05", "eeyore_07", "eeyore_09"}
 
 
+def test_a_folder_of_transcripts_is_audited_file_by_file(tmp_path: Path) -> None:
+    (tmp_path / "b.jsonl").write_text(
+        '{"speaker": "Patient", "content": "Hi, I was cut off mid"}\n', encoding="utf-8"
+    )
+    (tmp_path / "a.txt").write_text(REFERENCE.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "notes.md").write_text("ignored", encoding="utf-8")
+    result = invoke("audit", tmp_path, "--format", "json")
+    reports = [json.loads(line) for line in result.output.splitlines()]
+    assert [Path(r["file"]).name for r in reports] == ["a.txt", "b.jsonl"]
+    assert [d["kind"] for d in reports[1]["defects"]] == ["truncated"]
+    assert result.exit_code == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = invoke("audit", empty)
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        f"simulator: error: {empty}: neither a run folder nor a folder of transcripts (.txt, .json, .jsonl, .csv)\n"
+    )
+
+
 def test_jsonl_roles_need_therapist_is(tmp_path: Path) -> None:
     path = tmp_path / "chat.jsonl"
     path.write_text('{"role": "user", "content": "Hi."}\n', encoding="utf-8")
