@@ -29,8 +29,8 @@ from simulator.config import RunConfig
 from simulator.endings import compile_phrases, detect_end
 from simulator.errors import InputError
 from simulator.reader import read_run
-from simulator.store import RunStore
 from simulator.records import NATURAL_END, SessionRecord, Speaker
+from simulator.store import RunStore
 
 __all__ = ["KINDS", "Audit", "Defect", "Transcript", "audit_paths", "audit_transcript", "read_transcripts"]
 
