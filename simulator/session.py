@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
-from simulator.backend import ChatBackend, ChatMessage, ChatReply, ChatRequest, Role, Scene
 from simulator.config import RunConfig
 from simulator.endings import Ending, compile_phrases, detect_end
 from simulator.errors import BackendError
+from simulator.personas import Patient, Therapist
+from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest, Context, Role
 from simulator.records import (
     ERROR,
     MAX_TURNS,
@@ -49,6 +50,16 @@ SNIPPET_WORDS = 12
 RESTART_WORDS = 6
 """A continuation opening with the cut reply's first this-many words restarted it."""
 CUT_BY_ROLE_GUARD = frozenset({"other_speaker_cut", "meta_commentary_removed"})
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Who meets in a session and what opened it (the loop reads names and ids from it)."""
+
+    patient: Patient
+    therapist: Therapist
+    session_number: int
+    previous_summary: str | None
 
 
 @dataclass(frozen=True)
@@ -258,7 +269,14 @@ class SessionRunner:
             role=role,
             messages=tuple(messages),
             settings=self.config.role(role),
-            scene=self.scene,
+            context=Context(
+                persona_id=self.scene.patient.key,
+                session_number=self.scene.session_number,
+                turn=len(self.record.messages),
+                min_turns=self.config.min_turns,
+                max_turns=self.config.max_turns,
+                previous_summary=self.scene.previous_summary,
+            ),
             purpose=purpose,
         )
         reply = await self.backend.complete(request)

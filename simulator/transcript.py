@@ -5,11 +5,6 @@ from __future__ import annotations
 from simulator.records import SessionRecord
 
 
-def session_stem(number: int) -> str:
-    """``session_08``, ``session_12``, ``session_123``."""
-    return f"session_{number:02d}"
-
-
 def format_transcript(record: SessionRecord) -> str:
     parts = [f"Session Number: {record.session_number}\n\n"]
     parts.extend(f"{m.speaker}: {m.content}\n\n" for m in record.messages)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator import saferegex
+from simulator.backends.offline.therapist import CLOSINGS
 from simulator.endings import (
     DEFAULT_PATIENT_END_PHRASES,
     DEFAULT_THERAPIST_END_PHRASES,
@@ -389,3 +390,16 @@ def test_an_end_phrase_that_runs_out_of_time_is_no_match(monkeypatch: pytest.Mon
     assert find_end_phrase("Okay. Bye.", [slow]) is None
     monkeypatch.undo()
     assert find_end_phrase("Okay. Bye.", [slow]) == r"\bbye\b"
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+def test_default_phrases_end_every_offline_closing(closing: str) -> None:
+    """The offline therapist closes with its own fixed lines; the detector, with the default
+    phrases, must hear each of them as a goodbye, alone and at the end of its closing message."""
+    line = closing.format(name="Marcus")
+    message = (
+        "So it's been a hard week. You worked hard today, Marcus. To sum up: we looked at one of "
+        f"those moments closely, found a more balanced way to see it, and you have a plan for the week. {line}"
+    )
+    assert find_end_phrase(line, THERAPIST) is not None
+    assert find_end_phrase(message, THERAPIST) is not None

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
 from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from simulator.records import SessionRecord
 from simulator.session import (
+    Scene,
     SessionPrompts,
     extend_reply,
     run_session,
@@ -92,10 +93,6 @@ def scene(cfg: RunConfig) -> Scene:
         therapist=THERAPIST,
         session_number=1,
         previous_summary=None,
-        session_notes=None,
-        seed=0,
-        min_turns=cfg.min_turns,
-        max_turns=cfg.max_turns,
     )
 
 
