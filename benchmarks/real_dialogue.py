@@ -29,6 +29,7 @@ from simulator.endings import (
     compile_phrases,
     detect_end,
 )
+from simulator.text import normalize
 
 REPO = Path(__file__).resolve().parent.parent
 EEYORE = REPO.parent / "shared" / "realdata" / "patienthub" / "eeyore.json"
@@ -65,7 +66,7 @@ def annomi(path: Path) -> dict[str, Conversation]:
 def previous_rule(text: str, earlier: Sequence[str]) -> bool:
     """The rule before issue 9: short messages scored by the ratio of their word sequences."""
     for previous in earlier:
-        ta, tb = guards.normalize(text).split(), guards.normalize(previous).split()
+        ta, tb = normalize(text).split(), normalize(previous).split()
         if not ta or not tb:
             score = 1.0 if ta == tb else 0.0
         elif min(len(ta), len(tb)) < guards.CONTENT_WORDS:

@@ -24,13 +24,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from simulator import guards
+from simulator import guards, summary
 from simulator.config import RunConfig
 from simulator.endings import compile_phrases, detect_end
 from simulator.errors import InputError
 from simulator.reader import read_run
 from simulator.records import NATURAL_END, SessionRecord, Speaker
 from simulator.store import RunStore
+from simulator.text import ends_mid_sentence
 
 __all__ = ["KINDS", "Audit", "Defect", "Transcript", "audit_paths", "audit_transcript", "read_transcripts"]
 
@@ -308,7 +309,7 @@ def _names(messages: Sequence[tuple[Speaker, str]]) -> tuple[str, ...]:
 
 
 def _summary_defects(text: str, *, opening: bool, index: int | None, speaker: str) -> list[Defect]:
-    checked = guards.clean_summary(text)
+    checked = summary.clean_summary(text)
     kinds: list[str] = []
     for flag in checked.flags:
         kind = SUMMARY_KINDS.get(flag)
@@ -317,7 +318,7 @@ def _summary_defects(text: str, *, opening: bool, index: int | None, speaker: st
         if kind is not None:
             kinds.append(kind)
     defects = [Defect(index, speaker, kind) for kind in dict.fromkeys(kinds)]
-    if checked.missing and (not opening or len(checked.missing) < len(guards.SUMMARY_SECTIONS)):
+    if checked.missing and (not opening or len(checked.missing) < len(summary.SUMMARY_SECTIONS)):
         defects.append(Defect(index, speaker, "summary_sections_missing", ", ".join(checked.missing)))
     return defects
 
@@ -335,7 +336,7 @@ def _cut(text: str) -> bool:
     """Whether a message stops mid-sentence. One ending on a list item has no full stop to miss
     (without the reply's finish reason a finished bullet and a cut one look the same)."""
     last_line = text.rstrip().rsplit("\n", 1)[-1]
-    return guards.ends_mid_sentence(text) and _BULLET_LINE.match(last_line) is None
+    return ends_mid_sentence(text) and _BULLET_LINE.match(last_line) is None
 
 
 def _tail(text: str, words: int = 8) -> str:
@@ -398,7 +399,13 @@ def _natural_end(messages: Sequence[tuple[str, str]], config: RunConfig) -> dict
     }
     wrap_up_from = config.max_turns - config.wrap_up_turns
     for count in range(config.min_turns, len(messages) + 1):
-        ending = detect_end(messages[:count], phrases, min_turns=config.min_turns, wrap_up_from=wrap_up_from)
+        ending = detect_end(
+            messages[:count],
+            phrases,
+            min_turns=config.min_turns,
+            wrap_up_from=wrap_up_from,
+            after_wrap_up=config.end_phrases.after_wrap_up,
+        )
         if ending is not None:
             return {"index": ending.index, "reason": NATURAL_END, "details": ending.details}
     return None

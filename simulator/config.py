@@ -59,6 +59,9 @@ class RoleSettings(_Settings):
 class EndPhrases(_Settings):
     therapist: list[str] = Field(default_factory=lambda: list(DEFAULT_THERAPIST_END_PHRASES))
     patient: list[str] = Field(default_factory=lambda: list(DEFAULT_PATIENT_END_PHRASES))
+    after_wrap_up: bool = True
+    """A patient's short thanks or goodbye right after the therapist wraps up ends the session
+    too (the two-message rule, :func:`simulator.endings.detect_end`); false: only the phrases do."""
 
     @field_validator("therapist", "patient")
     @classmethod
@@ -184,6 +187,13 @@ class RunConfig(_Settings):
             return None
         index, total = self.shard.split("/")
         return int(index), int(total)
+
+
+def no_model_message(roles: list[str]) -> str:
+    """What to do when a role has no model name: the run's check and the backend's say the same."""
+    flags = " or ".join(f"--{role}-model" for role in roles)
+    keys = " / ".join(f"`roles.{role}.model`" for role in roles)
+    return f"no model set for the {', '.join(roles)}: pass --model or {flags}, or set {keys} in the config"
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from simulator import saferegex
-from simulator.guards import split_sentences
+from simulator.text import split_sentences
 
 __all__ = [
     "DEFAULT_PATIENT_END_PHRASES",
@@ -215,11 +215,13 @@ def detect_end(
     *,
     min_turns: int,
     wrap_up_from: int | None = None,
+    after_wrap_up: bool = True,
 ) -> Ending | None:
     """Whether the last of ``messages`` ((speaker, text) pairs, the opening included) ends the
     session: an end phrase of its speaker, or a short patient thanks or goodbye right after a
     therapist message with a wrap-up cue (or sent at index ``wrap_up_from`` or later, when the
-    engine's wrap-up note went with it). Nothing ends before ``min_turns`` messages."""
+    engine's wrap-up note went with it; ``after_wrap_up`` false turns this rule off). Nothing
+    ends before ``min_turns`` messages."""
     if len(messages) < min_turns or not messages:
         return None
     index = len(messages) - 1
@@ -227,7 +229,7 @@ def detect_end(
     matched = find_end_phrase(text, phrases.get(speaker, ()))
     if matched is not None:
         return Ending(index, f"Detected end phrase: '{matched}'", phrase=matched)
-    if speaker != "Patient" or index == 0 or messages[index - 1][0] != "Therapist":
+    if not after_wrap_up or speaker != "Patient" or index == 0 or messages[index - 1][0] != "Therapist":
         return None
     if not is_short_farewell(text):
         return None

@@ -13,17 +13,9 @@ from simulator.index import RunStatus
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
-from simulator.records import ERROR, INTERRUPTED, SessionRecord, Termination
-from simulator.session import new_record, now, run_session
+from simulator.records import ERROR, INTERRUPTED, SessionRecord
+from simulator.session import new_record, run_session, stop_record
 from simulator.state import RunState
-
-
-def _closed(record: SessionRecord, reason: str, details: str) -> SessionRecord:
-    record.termination = Termination(
-        reason=reason, details=details, message_index=len(record.messages) - 1 if record.messages else None
-    )
-    record.ended_at = now()
-    return record
 
 
 class Runner:
@@ -105,13 +97,11 @@ class Runner:
         try:
             await run_session(scene, prompts, config, self.backend, record)
         except asyncio.CancelledError:
-            record.status = "interrupted"
-            self._keep(_closed(record, INTERRUPTED, "The run was stopped"))
+            self._keep(stop_record(record, "interrupted", INTERRUPTED, "The run was stopped"))
             raise
         except Exception as exc:
-            record.status = "failed"
-            record.error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
-            self._keep(_closed(record, ERROR, record.error))
+            error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
+            self._keep(stop_record(record, "failed", ERROR, error))
             raise
         self._keep(record)
         return record.status == "complete"

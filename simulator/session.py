@@ -14,7 +14,7 @@ Every repair a guard makes is a short flag on the message (or in ``summary_flags
 ``regenerated_empty``      an attempt was empty, or nothing was left once out-of-role text was cut
 ``role_label_stripped``, ``other_speaker_cut``, ``meta_commentary_removed``,
 ``stage_direction_removed``  role repairs (see :func:`simulator.guards.check_role`)
-``summary_*``              summary repairs (see :func:`simulator.guards.clean_summary`), plus
+``summary_*``              summary repairs (see :func:`simulator.summary.clean_summary`), plus
                            ``summary_regenerated`` and ``summary_incomplete``
 =========================  =====================================================================
 """
@@ -38,9 +38,13 @@ from simulator.records import (
     Message,
     SessionRecord,
     Speaker,
+    Status,
     Termination,
     TokenCounts,
 )
+from simulator.summary import SummaryCheck, clean_summary
+from simulator.text import ends_mid_sentence, normalize, trim_to_last_sentence
+from simulator.transcript import transcript_text
 
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
 OTHER: dict[Speaker, Speaker] = {"Patient": "Therapist", "Therapist": "Patient"}
@@ -117,9 +121,17 @@ def new_record(scene: Scene, config: RunConfig, backend: ChatBackend) -> Session
     )
 
 
-def transcript_text(messages: list[Message]) -> str:
-    """The conversation as the summarizer reads it (the transcript's message lines)."""
-    return "\n\n".join(f"{m.speaker}: {m.content}" for m in messages)
+def stop_record(record: SessionRecord, status: Status, reason: str, details: str) -> SessionRecord:
+    """End a session that did not finish by itself (a backend error, a stopped run): status,
+    termination at its last message, end time. Failed sessions keep the error too."""
+    record.status = status
+    if status == "failed":
+        record.error = details
+    record.termination = Termination(
+        reason=reason, details=details, message_index=len(record.messages) - 1 if record.messages else None
+    )
+    record.ended_at = now()
+    return record
 
 
 def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
@@ -131,15 +143,15 @@ def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
 def extend_reply(text: str, continuation: str) -> str:
     """A cut reply plus the model's continuation of it. A model asked to continue sometimes
     starts the whole reply again instead: then the continuation replaces the cut reply."""
-    head = guards.normalize(continuation).split()[:RESTART_WORDS]
-    if len(head) == RESTART_WORDS and guards.normalize(text).split()[:RESTART_WORDS] == head:
+    head = normalize(continuation).split()[:RESTART_WORDS]
+    if len(head) == RESTART_WORDS and normalize(text).split()[:RESTART_WORDS] == head:
         return continuation.strip()
     return guards.join_continuation(text, continuation)
 
 
 def _trimmed(text: str, flags: list[str]) -> str:
     """``text`` cut back to its last complete sentence ("" when none is), flagged if it changed."""
-    trimmed = guards.trim_to_last_sentence(text) or ""
+    trimmed = trim_to_last_sentence(text) or ""
     if trimmed != text:
         flags.append("truncated_trimmed")
     return trimmed
@@ -175,7 +187,6 @@ class SessionRunner:
             "Therapist": compile_phrases(config.end_phrases.therapist),
             "Patient": compile_phrases(config.end_phrases.patient),
         }
-        # Not (yet) run-config keys; read them when the config grows them.
         self.role_nudge = self.guards.role_nudge
         self.summary_retry_note = self.guards.summary_retry_note
 
@@ -186,11 +197,7 @@ class SessionRunner:
             await self._summarize()
             record.status = "complete"
         except BackendError as exc:
-            record.status = "failed"
-            record.error = str(exc)
-            record.termination = Termination(
-                reason=ERROR, details=str(exc), message_index=len(record.messages) - 1
-            )
+            return stop_record(record, "failed", ERROR, str(exc))
         record.ended_at = now()
         return record
 
@@ -245,6 +252,7 @@ class SessionRunner:
             self.phrases,
             min_turns=self.config.min_turns,
             wrap_up_from=self.config.max_turns - self.config.wrap_up_turns,
+            after_wrap_up=self.config.end_phrases.after_wrap_up,
         )
 
     def _note(self, text: str) -> ChatMessage:
@@ -395,12 +403,12 @@ class SessionRunner:
         flags = ["truncated_continued"] if continuations else []
         cut = reply.finish_reason in ("length", "content_filter")
         cut_empty = reply.finish_reason == "length" and not text
-        if text and (cut or (continuations and guards.ends_mid_sentence(text))):
+        if text and (cut or (continuations and ends_mid_sentence(text))):
             text = _trimmed(text, flags)
         checked = guards.check_role(text, speaker, self._names(speaker))
         flags.extend(f for f in checked.flags if f != "empty")
         text = "" if checked.needs_regeneration else checked.text.strip()
-        if text and CUT_BY_ROLE_GUARD & set(checked.flags) and guards.ends_mid_sentence(text):
+        if text and CUT_BY_ROLE_GUARD & set(checked.flags) and ends_mid_sentence(text):
             text = _trimmed(text, flags)
         return _Candidate(
             text=text, reply=reply, flags=list(dict.fromkeys(flags)), usage=usage, cut_empty=cut_empty
@@ -423,7 +431,7 @@ class SessionRunner:
             ChatMessage("user", transcript_text(record.messages)),
         ]
         messages = base
-        best: tuple[guards.SummaryCheck, list[str]] | None = None
+        best: tuple[SummaryCheck, list[str]] | None = None
         regenerations: list[str] = []
         for attempt in range(self.guards.summary_retries + 1):
             if attempt:
@@ -436,7 +444,7 @@ class SessionRunner:
             if reply.finish_reason == "length" and "\n" in text.strip():
                 text = text.strip().rsplit("\n", 1)[0]  # drop the line being written when cut
                 flags.append("summary_truncated_trimmed")
-            checked = guards.clean_summary(text)
+            checked = clean_summary(text)
             flags.extend(checked.flags)
             if best is None or len(checked.missing) < len(best[0].missing):
                 best = (checked, flags)

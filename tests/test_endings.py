@@ -403,3 +403,9 @@ def test_default_phrases_end_every_offline_closing(closing: str) -> None:
     )
     assert find_end_phrase(line, THERAPIST) is not None
     assert find_end_phrase(message, THERAPIST) is not None
+
+
+def test_the_two_message_rule_can_be_turned_off() -> None:
+    cue, reply = ("Therapist", "For homework, could you write the letter?"), ("Patient", "Thank you.")
+    assert ends(cue, reply) is not None
+    assert detect_end([*MIDDLE, cue, reply], DEFAULTS, min_turns=8, after_wrap_up=False) is None
