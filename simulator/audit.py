@@ -29,7 +29,7 @@ from simulator.config import RunConfig
 from simulator.endings import compile_phrases, detect_end
 from simulator.errors import InputError
 from simulator.reader import read_run
-from simulator.records import NATURAL_END, SessionRecord, Speaker
+from simulator.records import NATURAL_END, NOT_REPAIRS, SessionRecord, Speaker
 from simulator.store import RunStore
 from simulator.text import ends_mid_sentence
 
@@ -371,12 +371,11 @@ def audit_transcript(transcript: Transcript, config: RunConfig, *, flags: bool =
         if hit is not None:
             defects.append(Defect(index, speaker, "repetition", earlier=earlier[hit[0]], score=hit[1]))
         else:
-            start = guards.find_short_loop(kept, [cleaned[i][1] for i in earlier[-guards.SHORT_LOOP_RUN :]])
+            recent = earlier[-guards.SHORT_LOOP_RUN :]
+            start = guards.find_short_loop(kept, [cleaned[i][1] for i in recent])
             if start is not None:
-                first = earlier[-guards.SHORT_LOOP_RUN :][start]
-                defects.append(
-                    Defect(index, speaker, "repetition", "a run of the same short reply", first, 1.0)
-                )
+                loop = "a run of the same short reply"
+                defects.append(Defect(index, speaker, "repetition", loop, recent[start], 1.0))
         finders[speaker].add(kept)
         earlier.append(index)
         cleaned.append((speaker, kept))
@@ -385,8 +384,9 @@ def audit_transcript(transcript: Transcript, config: RunConfig, *, flags: bool =
     audit = Audit(transcript.file, len(messages), defects, _natural_end(cleaned, config))
     if flags and transcript.record is not None:
         record = transcript.record
+        repairs = {m.index: [f for f in m.flags if f not in NOT_REPAIRS] for m in record.messages}
         audit.flags = {
-            "messages": {str(m.index): m.flags for m in record.messages if m.flags},
+            "messages": {str(index): found for index, found in repairs.items() if found},
             "summary": record.summary_flags,
         }
     return audit
