@@ -456,3 +456,37 @@ def evaluate(
             err=True,
         )
     sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Thresholds, end phrases, min_turns."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
+@click.option("--flags", is_flag=True, help="Also list the repairs engine records carry.")
+@click.option(
+    "--therapist-is",
+    type=click.Choice(["assistant", "user"]),
+    help="For JSONL/CSV rows with a role: which role is the therapist.",
+)
+@handles_errors
+def audit(
+    paths: tuple[Path, ...], config_file: Path | None, fmt: str, flags: bool, therapist_is: str | None
+) -> None:
+    """Run the guards and the termination detector over existing transcripts (.txt, session
+    JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found."""
+    import json
+
+    from simulator.audit import audit_paths
+    from simulator.config import load_config
+
+    config = load_config(config_file, {})
+    found = False
+    for index, result in enumerate(audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)):
+        found = found or bool(result.defects)
+        if fmt == "json":
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        else:
+            click.echo(("\n" if index else "") + result.text())
+    sys.exit(1 if found else 0)

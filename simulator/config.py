@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
+from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES, compile_phrases
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
 from simulator.message_layout import Layout
 from simulator.protocol import Role
@@ -67,15 +67,15 @@ class RoleSettings(_Settings):
 class EndPhrases(_Settings):
     therapist: list[str] = Field(default_factory=lambda: list(DEFAULT_THERAPIST_END_PHRASES))
     patient: list[str] = Field(default_factory=lambda: list(DEFAULT_PATIENT_END_PHRASES))
+    after_wrap_up: bool = True
+    """A patient's short thanks or goodbye right after the therapist wraps up ends the session
+    too (the two-message rule, :func:`simulator.endings.detect_end`); false: only the phrases do."""
 
     @field_validator("therapist", "patient")
     @classmethod
     def _compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        """Checked by the function the detector compiles them with, so what passes here runs."""
+        compile_phrases(patterns)
         return patterns
 
 
