@@ -80,6 +80,8 @@ class Worker:
     handle: Any
     where: str
     busy: int = 0
+    down: bool = False
+    """Died and not heard from since (Ray may be restarting it): picked only when all are."""
 
 
 class WorkerPool:
@@ -116,7 +118,7 @@ class WorkerPool:
 
     def pick(self) -> Worker:
         """The least busy worker: series spread over the workers as they free up."""
-        worker = min(self.workers, key=lambda w: w.busy)
+        worker = min(self.workers, key=lambda w: (w.down, w.busy))
         worker.busy += 1
         return worker
 
@@ -179,6 +181,7 @@ class RayRunner(Runner):
             try:
                 return await self._remote(worker, patient.key, first)
             except ray.exceptions.RayActorError as exc:
+                worker.down = True
                 deaths += 1
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if deaths > MAX_RETRIES:
@@ -203,7 +206,9 @@ class RayRunner(Runner):
         complete = True
         try:
             async for ref in items:
-                complete = self._take(persona_id, await ref, worker) and complete
+                item = await ref
+                worker.down = False
+                complete = self._take(persona_id, item, worker) and complete
         except asyncio.CancelledError:
             await self._drain(worker, persona_id, items)
             raise
