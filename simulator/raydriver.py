@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,10 @@ MAX_RESTARTS = 8
 """Times Ray restarts a dead worker process."""
 STOP_WAIT_S = 30.0
 """How long a stopped run waits for the workers to send back their interrupted sessions."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long a ``--ray-address`` gets to accept a connection."""
+CLOSE_WAIT_S = 10.0
+"""How long the workers get to close their backends before they are killed."""
 
 
 class WorkerError(RuntimeError):
@@ -52,12 +57,26 @@ def require_ray() -> None:
         raise InputError("--executor ray", RAY_MISSING) from None
 
 
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable ``HOST:PORT`` for minutes; a plain TCP connect says at once."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # ``auto`` and the like: Ray itself answers quickly
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise InputError("--ray-address", f"cannot reach a Ray cluster at {address}: {exc}") from None
+
+
 def connect(address: str | None) -> None:
     """Join the cluster (``None``: $RAY_ADDRESS, else start a local Ray). Ray installs its
     own SIGTERM handler on init; the caller's is put back, so stopping works as in local runs."""
     require_ray()
     import ray
 
+    if address is not None:
+        _check_reachable(address)
     if ray.is_initialized():
         return
     main = threading.current_thread() is threading.main_thread()
@@ -110,6 +129,7 @@ class WorkerPool:
             max_task_retries=0,
             max_concurrency=plan.config.concurrency + 4,
         )
+        log.info("ray: starting %d worker(s)", count)
         handles = [actor.remote(plan, backend_name, given, budget) for _ in range(count)]
         infos = await asyncio.gather(*(h.info.remote() for h in handles))
         workers = [Worker(h, f"{i['host']} pid {i['pid']}") for h, i in zip(handles, infos, strict=True)]
@@ -117,7 +137,7 @@ class WorkerPool:
         return cls(workers, budget)
 
     def pick(self) -> Worker:
-        """The least busy worker: series spread over the workers as they free up."""
+        """The least busy live worker: series spread over the workers as they free up."""
         worker = min(self.workers, key=lambda w: (w.down, w.busy))
         worker.busy += 1
         return worker
@@ -125,7 +145,11 @@ class WorkerPool:
     async def close(self) -> None:
         import ray
 
-        await asyncio.gather(*(w.handle.close.remote() for w in self.workers), return_exceptions=True)
+        closing = asyncio.gather(*(w.handle.close.remote() for w in self.workers), return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, CLOSE_WAIT_S)
+        except TimeoutError:
+            log.warning("ray: workers did not close their connections in %.0f s; stopping them", CLOSE_WAIT_S)
         for handle in [w.handle for w in self.workers] + ([self.budget] if self.budget else []):
             ray.kill(handle)
 

@@ -85,6 +85,7 @@ class SeriesWorker:
             given if given is not None else worker_backend(plan.config, backend_name, plan.cast(), budget)
         )
         self.running: set[asyncio.Task[SessionRecord]] = set()
+        self.stopping = False
 
     async def info(self) -> dict[str, Any]:
         """Where this worker runs, for the driver's log line."""
@@ -97,6 +98,8 @@ class SeriesWorker:
         config = self.plan.config
         patient = self.plan.patient(persona_id)
         for number in range(first, config.start + config.sessions):
+            if self.stopping:
+                return
             kept: list[SessionRecord] = []
             try:
                 staged = stage_session(self.plan, self.backend, patient, number, previous)
@@ -125,7 +128,9 @@ class SeriesWorker:
             previous = record.summary
 
     async def stop(self) -> None:
-        """Stop every session in flight here; each series sends its record as interrupted."""
+        """Stop every session in flight here (each series sends its record as interrupted)
+        and start no other: the run is ending."""
+        self.stopping = True
         for task in list(self.running):
             task.cancel()
 

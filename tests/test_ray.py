@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from simulator import commands
 from simulator.raybudget import SharedBucket, start_budget
 from simulator.state import SessionEvent
 from tests.conftest import MARCUS, PERSONAS, invoke
-from tests.loopback import RecordedRequest, Reply, serve
+from tests.loopback import RecordedRequest, Reply, serve, server_error
 from tests.serieskit import (
     CONFIG,
     ROLE_MODELS,
@@ -69,6 +70,7 @@ def _transcripts(run_dir: Path) -> dict[str, bytes]:
 
 
 def _series_flags(tmp_path: Path, personas: int, sessions: int, base_url: str) -> list[str | Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG)
     paths = write_personas(tmp_path / "personas", personas)
@@ -123,7 +125,7 @@ def test_ray_run_writes_the_same_transcripts_as_a_local_run(cluster: str, tmp_pa
 
 def _worker_pids(caplog: pytest.LogCaptureFixture) -> list[int]:
     for record in caplog.records:
-        if record.getMessage().startswith("ray: "):
+        if record.getMessage().startswith("ray: ") and " pid " in record.getMessage():
             return [int(pid) for pid in re.findall(r"pid (\d+)", record.getMessage())]
     return []
 
@@ -264,6 +266,33 @@ def test_ctrl_c_on_the_driver_exits_130_then_a_local_resume_finishes(cluster: st
     assert run_json(run_dir)["settings"]["executor"] == "local"
 
 
+@needs_ray
+def test_a_failed_local_run_resumes_on_ray_with_the_same_transcripts(cluster: str, tmp_path: Path) -> None:
+    """Concurrency 1 runs p1's three sessions, then p2's: requests 7 and 8 (p1 session 2's
+    first, and its retry) fail, so p1 stops after session 1; resume finishes it on Ray."""
+
+    def failing(request: RecordedRequest) -> Reply:
+        return server_error() if request.index in (6, 7) else scripted(request)
+
+    with serve(scripted) as good, serve(failing) as flaky:
+        expected = invoke("run", *_series_flags(tmp_path / "a", 2, 3, good.base_url), "--run-id", "r")
+        assert expected.exit_code == 0, expected.output
+        flags = _series_flags(tmp_path / "b", 2, 3, flaky.base_url)
+        failed = invoke("run", *flags, "--run-id", "r", "--concurrency", "1")
+        assert failed.exit_code == 1, failed.output
+        run_dir = tmp_path / "b" / "out" / "r"
+        assert statuses(run_dir)["p1_ada/2"] == "failed" and statuses(run_dir)["p1_ada/3"] == "pending"
+        before = complete_files(run_dir)
+        resumed = invoke("resume", run_dir, "--executor", "ray", "--workers", "1", "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    after = complete_files(run_dir)
+    assert {name: after[name] for name in before} == before
+    assert _transcripts(run_dir) == _transcripts(tmp_path / "a" / "out" / "r")
+    data = run_json(run_dir)
+    assert data["status"] == "complete" and leftovers(run_dir) == []
+    assert (data["settings"]["executor"], data["settings"]["workers"]) == ("ray", 1)
+
+
 def test_without_ray_installed_executor_ray_exits_2_with_the_install_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,4 +301,29 @@ def test_without_ray_installed_executor_ray_exits_2_with_the_install_line(
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if "error" in line]
     assert errors == ["simulator: error: --executor ray: Ray is not installed: pip install 'simulator[ray]'"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_ray
+def test_an_unreachable_ray_address_exits_2_at_once_and_writes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = invoke(
+        "run",
+        MARCUS,
+        "--backend",
+        "offline",
+        "--executor",
+        "ray",
+        "--ray-address",
+        f"127.0.0.1:{port}",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"simulator: error: --ray-address: cannot reach a Ray cluster at 127.0.0.1:{port}: "
+    )
     assert list(tmp_path.iterdir()) == []
