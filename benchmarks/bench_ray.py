@@ -9,7 +9,8 @@ latency (``--latency-ms``, default 0 and 50), the loopback server
 (``benchmarks/loopback_server.py``) in its own process; then runs the same work (16 personas
 x 2 sessions, concurrency 16) through ``simulator run`` as a library call in a fresh driver
 process: once locally, once on Ray with each ``--workers`` count (default 1 and 2), the driver
-joining this process's Ray instance.
+joining this process's Ray instance. ``--repeat`` rounds (default 2) alternate the variants;
+the fastest run of each counts (the machine may be shared).
 
 Timed from the first session start to the last session end (what the executor adds per call,
 not Ray's start-up, which is printed apart as "start"). It prints LLM calls per second, wall
@@ -26,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_overhead import start_server, write_personas  # noqa: E402
+from benchmarks.bench_overhead import run_command, start_server, write_personas  # noqa: E402
 from benchmarks.loopback_server import MODELS  # noqa: E402
 
 
@@ -81,14 +81,7 @@ def run_phase(args: argparse.Namespace, url: str, workers: int, address: str) ->
     command += ["--ray-address", address]
     for key in ("personas", "sessions", "concurrency", "max_turns"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    env = {**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise SystemExit(f"phase failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["exit_code"] != 0:
-        raise SystemExit(f"phase: exit code {result['exit_code']}:\n{proc.stderr[-3000:]}")
-    return result
+    return run_command(f"ray x{workers}" if workers else "local", command)
 
 
 def report(latency: float, name: str, result: dict[str, Any], base: dict[str, Any], lanes: int) -> None:
@@ -113,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 50.0])
     parser.add_argument("--workers-counts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="rounds of every variant, alternating; the best counts"
+    )
     parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
@@ -136,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         for latency in args.latency_ms:
             server, url = start_server(latency)
             try:
-                base = run_phase(args, url, 0, address)
-                report(latency, "local", base, base, args.concurrency)
-                for workers in args.workers_counts:
-                    result = run_phase(args, url, workers, address)
-                    report(latency, f"ray x{workers}", result, base, args.concurrency)
+                variants = [0, *args.workers_counts]
+                rounds = [[run_phase(args, url, w, address) for w in variants] for _ in range(args.repeat)]
+                best = [min((r[i] for r in rounds), key=lambda x: x["span_s"]) for i in range(len(variants))]
+                for workers, result in zip(variants, best, strict=True):
+                    report(
+                        latency, f"ray x{workers}" if workers else "local", result, best[0], args.concurrency
+                    )
             finally:
                 server.kill()
                 server.wait()
