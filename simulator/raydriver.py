@@ -188,7 +188,11 @@ class RayRunner(Runner):
             log.warning("--cache is off with --executor ray: the cache file is on the driver's disk")
         count = worker_count(self.plan, pending)
         self.state.index.settings["workers"] = count
-        self.pool = await WorkerPool.start(self.plan, self.state.index.backend, self.given, count)
+        try:
+            self.pool = await WorkerPool.start(self.plan, self.state.index.backend, self.given, count)
+        except asyncio.CancelledError:  # stopped while the workers start: nothing ran yet
+            self.finish("interrupted")
+            raise
         try:
             return await super().run()
         finally:
@@ -207,7 +211,7 @@ class RayRunner(Runner):
             except ray.exceptions.RayActorError as exc:
                 worker.down = True
                 deaths += 1
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = type(exc).__name__
                 if deaths > MAX_RETRIES:
                     raise SimulatorError(
                         f"{patient.key}: its Ray worker died {deaths} times (last: {reason}); "
@@ -225,33 +229,36 @@ class RayRunner(Runner):
         return True
 
     async def _remote(self, worker: Worker, persona_id: str, first: int) -> bool:
-        """Run the series from ``first`` on ``worker``, writing each session as it arrives."""
+        """Run the series from ``first`` on ``worker``, writing each session as it arrives.
+
+        The items are read by a task of their own, which a stop does not cancel (a cancelled
+        read could drop the item it was taking): stopped, the worker is told to stop its
+        sessions and the reader goes on until their interrupted records are written."""
         items = worker.handle.series.remote(persona_id, first, self._opening_summary(persona_id, first))
-        complete = True
-        try:
+
+        async def read() -> bool:
+            complete = True
             async for ref in items:
                 item = await ref
                 worker.down = False
                 complete = self._take(persona_id, item, worker) and complete
-        except asyncio.CancelledError:
-            await self._drain(worker, persona_id, items)
-            raise
-        return complete
+            return complete
 
-    async def _drain(self, worker: Worker, persona_id: str, items: Any) -> None:
-        """Stopped: have the worker stop its sessions, and write the interrupted records."""
-        worker.handle.stop.remote()
-
-        async def rest() -> None:
-            async for ref in items:
-                item = await ref
-                if not isinstance(item, Failure):
-                    self._take(persona_id, item, worker)
-
+        reader = asyncio.ensure_future(read())
         try:
-            await asyncio.wait_for(rest(), STOP_WAIT_S)
-        except Exception as exc:  # a dead or unreachable worker: its sessions stay for resume
-            log.warning("%s: interrupted sessions not received from %s: %s", persona_id, worker.where, exc)
+            return await asyncio.shield(reader)
+        except asyncio.CancelledError:
+            if reader.done() and not reader.cancelled():
+                reader.exception()  # the stop wins over whatever ended the reader meanwhile
+            elif not reader.done():
+                worker.handle.stop.remote()
+                try:
+                    await asyncio.wait_for(reader, STOP_WAIT_S)
+                except Exception as exc:  # a dead or slow worker: its sessions stay for resume
+                    log.warning(
+                        "%s: interrupted sessions not received from %s: %r", persona_id, worker.where, exc
+                    )
+            raise
 
     def _take(self, persona_id: str, item: Started | SessionRecord | Failure, worker: Worker) -> bool:
         """Act on one item from a worker; False for a session that did not complete."""

@@ -254,6 +254,7 @@ def test_ctrl_c_on_the_driver_exits_130_then_a_local_resume_finishes(cluster: st
         data = run_json(run_dir)
         assert data["status"] == "interrupted"
         assert "interrupted" in set(statuses(run_dir).values()), "sessions in flight come back as interrupted"
+        assert "running" not in set(statuses(run_dir).values())
         before = complete_files(run_dir)
         assert 0 < len(before) // 2 < 16
 
