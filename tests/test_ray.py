@@ -107,8 +107,14 @@ def test_ray_run_writes_the_same_transcripts_as_a_local_run(cluster: str, tmp_pa
     ]
     local = invoke("run", *common, "--run-id", "local", "--no-progress")
     assert local.exit_code == 0, local.output
-    distributed = invoke("run", *common, "--run-id", "ray", "--executor", "ray", "--workers", "2")
+    distributed = invoke(
+        "run", *common, "--run-id", "ray", "--executor", "ray", "--workers", "2", "--cache", tmp_path / "c.db"
+    )
     assert distributed.exit_code == 0, distributed.output
+    assert (
+        "simulator: --cache is off with --executor ray: the cache file is on the driver's disk"
+        in distributed.output
+    )
     assert re.search(r"ray: 2 worker\(s\): .+ pid \d+, .+ pid \d+", distributed.output)
 
     expected = _transcripts(tmp_path / "local")
@@ -170,7 +176,9 @@ def test_a_killed_worker_loses_no_session_and_writes_none_twice(
     assert code == 0
     run_dir = tmp_path / "out" / "ray"
     assert killed, "a worker was killed after the first session was written"
-    died = [r.getMessage() for r in caplog.records if "died" in r.getMessage()]
+    died = [
+        r.getMessage() for r in caplog.records if r.name.startswith("simulator") and "died" in r.getMessage()
+    ]
     assert died and all("continues from session" in line for line in died)
     assert sorted(events) == sorted(set(events)) and len(events) == 12, "each session written once"
     assert set(statuses(run_dir).values()) == {"complete"} and leftovers(run_dir) == []
