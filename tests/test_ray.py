@@ -52,13 +52,22 @@ except ImportError:  # pragma: no cover - CI installs Ray
 
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'simulator[ray]')")
 DEADLINE_S = 60.0
+WORKER_KEY = "sk-from-the-worker-environment"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """One local Ray instance for the module (start-up takes seconds); yields its address."""
     assert ray is not None
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    saved = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = WORKER_KEY  # the workers' environment, as `ray start` would give it
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    finally:
+        if saved is None:
+            del os.environ["OPENAI_API_KEY"]
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
     try:
         yield str(ray.get_runtime_context().gcs_address)
     finally:
@@ -187,7 +196,9 @@ def test_a_killed_worker_loses_no_session_and_writes_none_twice(
 
 
 @needs_ray
-def test_rate_limits_hold_across_workers(cluster: str, tmp_path: Path) -> None:
+def test_rate_limits_hold_across_workers_whose_key_comes_from_their_environment(
+    cluster: str, tmp_path: Path
+) -> None:
     """66 requests (11 sessions of 6) under 60 a minute: the first 60 go at once, the rest
     one a second. Two workers with a budget each would send all 66 at once."""
     times: list[float] = []
@@ -208,6 +219,11 @@ def test_rate_limits_hold_across_workers(cluster: str, tmp_path: Path) -> None:
         )
     assert result.exit_code == 0, result.output
     assert len(times) == 66
+    keys = {r.headers.get("authorization") for r in server.requests}
+    assert keys == {f"Bearer {WORKER_KEY}"}, (
+        "the key came from the workers' environment (the driver's is empty)"
+    )
+    assert WORKER_KEY not in (tmp_path / "out" / "r" / "run.json").read_text()
     start = times[0]
     for count, moment in enumerate(sorted(times), start=1):
         allowed = rpm + rpm / 60 * (moment - start) + 1
