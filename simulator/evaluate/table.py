@@ -8,18 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE
-
-METRIC_NAMES = {
-    "natural_end_share": "sessions ended naturally",
-    "messages": "messages per session",
-    "therapist_question_share": "therapist messages with a question",
-    "therapist_words_per_turn": "therapist words per turn",
-    "patient_words_per_turn": "patient words per turn",
-    "talk_ratio": "therapist/patient words",
-    "distinct_1": "distinct-1",
-    "distinct_2": "distinct-2",
-    "guard_flags": "guard repairs per session",
-}
+from simulator.evaluate.metrics import METRIC_NAMES
 
 
 def _number(value: float | None) -> str:
