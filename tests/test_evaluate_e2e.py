@@ -363,3 +363,36 @@ def test_killed_evaluation_resumes_without_touching_finished_records(
     data = report(run_dir)
     assert data["status"] == "complete" and data["summary"]["items"]["ctrs"]["agenda"]["n"] == 6
     assert not list(folder.glob("**/.*.tmp"))
+
+
+def test_persona_fidelity_asks_for_the_scripted_event_only_where_the_persona_scripts_one(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    """Marcus scripts events for sessions 1-3, not 4: the judge sees session 3's note and is
+    asked about it; session 4 is judged on the other items alone."""
+    made = invoke(
+        "run", MARCUS, "--sessions", "4", "--backend", "offline", "--out", tmp_path, "--run-id", "r"
+    )
+    assert made.exit_code == 0, made.output
+    result = evaluate(tmp_path / "r", server, "--judge-model", "j", "--rubric", "persona_fidelity")
+    assert result.exit_code == 0, result.output
+    folder = only_eval(tmp_path / "r")
+    items = {
+        n: json.loads((folder / "persona_fidelity" / "marcus_thompson" / f"session_0{n}.json").read_text())[
+            "items"
+        ]
+        for n in (3, 4)
+    }
+    assert items[3] == ["facts", "speech_style", "presenting_problems", "scripted_event"]
+    assert items[4] == ["facts", "speech_style", "presenting_problems"]
+    prompts = {
+        number: r.json["messages"][1]["content"]
+        for r in server.requests
+        for number in (3, 4)
+        if f"in session {number} (CBT)" in r.json["messages"][1]["content"]
+    }
+    assert "Scripted event for session 3: His mother had a fall at home this week" in prompts[3]
+    assert "No event is scripted for this session." in prompts[4]
+    # the persona as the judge reads it: beliefs and coping strategies too
+    assert "- coping strategies: going for a run before school;" in prompts[4]
+    assert report(tmp_path / "r")["summary"]["items"]["persona_fidelity"]["scripted_event"]["n"] == 3
