@@ -152,6 +152,11 @@ def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_pag
     _wait(browser, lambda d: d.find_elements("css selector", "#s-marcus_thompson-2 .msg"))
     browser.execute_script("document.getElementById('s-marcus_thompson-2').scrollIntoView({block: 'start'})")
     screenshot(browser, "view-session")
+    # On a phone-wide window the page reflows to one column instead of scrolling sideways.
+    browser.set_window_size(480, 900)
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
     browser.set_window_size(1280, 900)
     assert console_errors(browser) == []
 
