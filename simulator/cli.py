@@ -417,7 +417,6 @@ def evaluate(
 
     from simulator.evaluate import prepare, prepare_resume, report_view
 
-    _log_to_stderr()
     if resume_id is not None:
         given = [name for name, value in flags.items() if value is not None]
         if rubric_names or rubrics_dir or config_file or repeats != 1 or given:
