@@ -35,7 +35,7 @@ from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
 from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke
 from tests.judgekit import JudgeModel
-from tests.loopback import RecordedRequest, Reply, default_handler, serve, vllm_error
+from tests.loopback import RecordedRequest, Reply, default_handler, serve, unauthorized, vllm_error
 
 CLOSING = "That's a good place to stop for today, Marcus. Take care, and see you next week."
 CUT_THERAPIST = "That sounds really hard. When did you last notice that"
@@ -311,3 +311,40 @@ def test_a_judge_refused_by_gemma_2_drops_the_system_message_and_resume_keeps_it
     saved = json.loads((folder / "settings.json").read_text())
     assert saved["judge"]["message_layout"] == "alternating_no_system"
     assert prepare_resume(run_dir, folder.name).settings.judge.message_layout == "alternating_no_system"
+
+
+def test_resume_starts_with_the_layout_the_run_saved(tmp_path: Path) -> None:
+    """Session 2 fails for another reason (a refused key); `simulator resume` then sends Gemma 2
+    only what it accepts, from its first request."""
+    refused: list[bool] = []
+    key_refused = [True]
+
+    def handler(request: RecordedRequest) -> Reply:
+        messages = request.json["messages"]
+        try:
+            render("google-gemma-2-2b-it", messages)
+        except jinja2.TemplateError as exc:
+            refused.append(True)
+            return vllm_error(str(exc))
+        refused.append(False)
+        if key_refused[0] and any("2nd CBT session" in m["content"] for m in messages):
+            return unauthorized()
+        return default_handler(request)
+
+    config = tmp_path / "run.yaml"
+    config.write_text("max_turns: 6\nmin_turns: 6\n", encoding="utf-8")
+    with serve(handler) as server:
+        env = {"OPENAI_BASE_URL": server.base_url}
+        first = invoke(
+            "run", MARCUS, "--config", config, "--model", "m", "--sessions", "2", "--out", tmp_path,
+            "--run-id", "r", "--no-progress", env=env,
+        )  # fmt: skip
+        assert first.exit_code == 1 and any(refused)
+        run = json.loads((tmp_path / "r" / "run.json").read_text())
+        assert run["sessions"]["marcus_thompson"]["2"]["status"] == "failed"
+        key_refused[0] = False
+        before = len(refused)
+        resumed = invoke("resume", tmp_path / "r", env=env)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(refused) > before and not any(refused[before:])
+    assert "refused the" not in resumed.stderr
