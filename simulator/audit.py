@@ -159,6 +159,9 @@ def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Tr
     cannot be read."""
     if path.is_dir() and not RunStore(path).run_file.exists():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        # A persona's folder in a run holds each session twice (.txt and .json): audit it once.
+        records = {p.stem for p in files if p.suffix.lower() == ".json"}
+        files = [p for p in files if not (p.suffix.lower() == ".txt" and p.stem in records)]
         if not files:
             raise InputError(
                 path, f"neither a run folder nor a folder of transcripts ({', '.join(SUFFIXES)})"

@@ -234,6 +234,12 @@ def test_a_run_folder_and_its_session_json_with_flags(tmp_path: Path) -> None:
         if termination["reason"] == "Natural Session End":
             assert report["end"]["index"] == termination["message_index"]
     assert folder.exit_code == 0
+    # A persona's folder (each session as .txt and .json) is audited once per session.
+    persona = invoke("audit", run_dir / "marcus_thompson", "--format", "json")
+    assert [Path(json.loads(line)["file"]).name for line in persona.output.splitlines()] == [
+        "session_01.json",
+        "session_02.json",
+    ]
     single = invoke("audit", run_dir / "marcus_thompson" / "session_01.json", "--format", "json")
     assert json.loads(single.output) == {k: v for k, v in reports[0].items() if k != "flags"} | {
         "file": str(run_dir / "marcus_thompson" / "session_01.json")
