@@ -30,6 +30,7 @@ from simulator.config import (
     RunConfig,
 )
 from simulator.evaluate import prepare_resume
+from simulator.evaluate.settings import resolve
 from simulator.message_layout import Layout, rejects_layout
 from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
@@ -348,3 +349,22 @@ def test_resume_starts_with_the_layout_the_run_saved(tmp_path: Path) -> None:
     assert resumed.exit_code == 0, resumed.stderr
     assert len(refused) > before and not any(refused[before:])
     assert "refused the" not in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "layout"),
+    [
+        ("{}\n", "alternating"),
+        ("message_layout: alternating_no_system\n", "alternating_no_system"),
+        (
+            "message_layout: alternating_no_system\nroles: {judge: {message_layout: alternating}}\n",
+            "alternating",
+        ),
+    ],
+)
+def test_the_judge_takes_the_run_layout_unless_roles_judge_says_otherwise(
+    tmp_path: Path, config: str, layout: str
+) -> None:
+    path = tmp_path / "eval.yaml"
+    path.write_text(config, encoding="utf-8")
+    assert resolve(path, {}, ["ctrs"], 1).judge.message_layout == layout
