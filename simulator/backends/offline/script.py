@@ -18,11 +18,18 @@ TECHNIQUES = (
     ("balanced thought", "building a balanced alternative thought"),
     ("behavioural experiment", "a behavioural experiment"),
     ("behavioral experiment", "a behavioural experiment"),
-    ("friend", "the double-standard technique (what would you tell a friend?)"),
+    ("good friend", "the double-standard technique (what would you tell a friend?)"),
     ("activity schedul", "activity scheduling"),
     ("breathing", "paced breathing"),
     ("self-compassion", "self-compassion practice"),
     ("downward arrow", "the downward arrow"),
+    ("good things about", "exploring both sides of a change"),
+    ("do you like about", "exploring both sides of a change"),
+    ("matters most", "exploring values"),
+    ("how important", "the importance ruler"),
+    ("how confident", "the confidence ruler"),
+    ("what does that mean", "reflecting feeling and meaning"),
+    ("what is that like", "reflecting feeling and meaning"),
 )
 
 

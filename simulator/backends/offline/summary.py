@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from simulator.backends.offline.material import material_of
+from simulator.backends.offline.modalities import asked
 from simulator.backends.offline.script import TECHNIQUES, Scene, sentences, strip_end
-from simulator.backends.offline.voice import (
-    first_to_third,
-    pronouns_of,
-    second_to_third,
-)
+from simulator.backends.offline.voice import first_to_third, second_to_third
 from simulator.protocol import ChatMessage
 from simulator.summary import SUMMARY_SECTIONS, format_sections
 
@@ -19,41 +17,39 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     """Five sections extracted from the transcript the summarizer was given."""
     transcript = next((m.content for m in reversed(messages) if m.role == "user"), "")
     turns = re.findall(r"^(Patient|Therapist): (.*?)(?=^(?:Patient|Therapist): |\Z)", transcript, re.M | re.S)
-    turns = turns[1:] if turns and turns[0][0] == "Patient" else turns  # the opening is a template
-    patient_sents = [s for speaker, text in turns if speaker == "Patient" for s in sentences(text)]
-    therapist_sents = [s for speaker, text in turns if speaker == "Therapist" for s in sentences(text)]
+    turns = [(speaker, text.strip()) for speaker, text in turns[1:]]  # the opening is a template
+    said = [text for speaker, text in turns if speaker == "Patient"][:-1]  # not the goodbye
+    patient_sents = [s for text in said for s in sentences(text)]
+    therapist_text = " ".join(text for speaker, text in turns if speaker == "Therapist").lower()
     name = scene.patient.name.split()[0]
-    pronouns = pronouns_of(scene.patient.pronouns)
+    pronouns = material_of(scene.patient).pronouns
 
     def reported(sentence: str) -> str:
         text = first_to_third(strip_end(sentence), pronouns)
-        return _capital(re.sub(rf"^{pronouns.subject}\b", name, text))
+        if pronouns.subject == "they":  # "Drew believe" would break agreement: keep "they"
+            return _capital(text)
+        return _capital(re.sub(rf"^{pronouns.subject}\b(?!')", name, text, flags=re.I))
 
-    topics = [
-        _capital(first_to_third(strip_end(m), pronouns))
-        for s in patient_sents
-        for m in re.findall(r"(?:work on|talk about|focus on) (.+)", s)
-    ]
-    topics += [
-        "Brought up: " + first_to_third(strip_end(s.split(": ", 1)[1]), pronouns)
-        for s in patient_sents
-        if "should mention: " in s
-    ]
-    therapist_text = " ".join(therapist_sents).lower()
+    spoken = " ".join(patient_sents).lower()
+    material = material_of(scene.patient)
+    topics = [_capital(first_to_third(p, pronouns)) for p in material.problems if p.lower() in spoken]
+    first_reply = sentences(turns[1][1]) if len(turns) > 1 and turns[1][0] == "Patient" else []
+    topics += [f"What happened: {reported(first_reply[1])}"] if len(first_reply) > 1 else []
     techniques = list(dict.fromkeys(label for key, label in TECHNIQUES if key in therapist_text))
-    helpful = [
-        reported(s) for s in patient_sents if re.search(r"\bhelp(ed|s|ful)?\b|less huge|makes sense", s, re.I)
-    ]
+    helpful = [reported(s) for s in patient_sents if re.search(r"\bhelp(?:ed|s)\b|feels doable", s)]
     homework = [
         _capital(second_to_third(strip_end(re.sub(r"^.*?\bI'd like you to\s+", "", s)), pronouns))
-        for s in therapist_sents
-        if re.search(r"\bI'd like you to\b|\bfor homework\b", s, re.I)
+        for speaker, text in turns
+        if speaker == "Therapist"
+        for s in sentences(text)
+        if re.search(r"\bI'd like you to\b", s)
     ]
-    insights = [
-        reported(s)
-        for s in patient_sents
-        if re.search(r"\bI realize|\bif I'm being fair|\bI noticed\b", s, re.I)
+    homework += [
+        reported(sentences(answer)[0])
+        for (speaker, question), (_, answer) in zip(turns, turns[1:], strict=False)
+        if speaker == "Therapist" and asked(question) == "plan" and answer
     ]
+    insights = [reported(s) for s in patient_sents if re.search(r"\bI realize|\bIf I'm fair\b|\bI noticed\b", s)]
     sections = {
         SUMMARY_SECTIONS[0]: _dedupe(topics)[:4],
         SUMMARY_SECTIONS[1]: [_capital(t) for t in techniques[:4]],
