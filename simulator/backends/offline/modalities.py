@@ -92,6 +92,13 @@ MI = (
         ),
     ),
     Step(
+        "importance",
+        (
+            "On a scale from 0 to 10, how important is it to you to make a change? "
+            "Why that number and not a lower one?",
+        ),
+    ),
+    Step(
         "cons",
         (
             "And what are the less good things about it?",
@@ -103,13 +110,6 @@ MI = (
         (
             "Stepping back from {topic} for a moment: what matters most to you in your life right now?",
             "What matters most to you these days, beyond {topic}?",
-        ),
-    ),
-    Step(
-        "importance",
-        (
-            "On a scale from 0 to 10, how important is it to you to make a change? "
-            "Why that number and not a lower one?",
         ),
     ),
     Step(

@@ -83,16 +83,19 @@ class PatientScript:
             return self.rng.choice(["More of the same, really.", "It's been a hard stretch.", "Nothing new, really."])
         if _CLAUSE.search(item):
             return _sentence(item)
-        return f"The hardest part was {lower_first(item)}."
+        return f"The hardest part was {lower_first(item, self.m.names)}."
+
+    def _lower(self, text: str) -> str:
+        return lower_first(text, self.m.names)
 
     def feeling(self, which: int = 0) -> str:
         return self.m.pick(self.m.feelings, 2 * self.n + which)
 
     def problem(self, index: int = 0) -> str:
-        return lower_first(self._fresh(self.m.problems, self.n + index) or self.m.pick(self.m.problems, index) or self.m.topic)
+        return self._lower(self._fresh(self.m.problems, self.n + index) or self.m.pick(self.m.problems, index) or self.m.topic)
 
     def thought(self) -> str:
-        pool = self.m.thoughts or [b for b in self.m.beliefs if not re.match(r"(?i)if |it's important", b)]
+        pool = self.m.thoughts + [b for b in self.m.beliefs if not re.match(r"(?i)if |it's important", b)]
         return self._fresh(pool, self.n) or self.m.pick(pool, self.n) or f"I can't handle {self.problem()}"
 
     def belief(self) -> str:
@@ -111,22 +114,19 @@ class PatientScript:
 
     def _check_in(self) -> list[str]:
         first = self.scene.previous_summary is None
-        opener = (
-            f"{_sentence(self.problem())[:-1]} has been getting to me."
-            if first
-            else f"About a {self.rng.randint(3, 6)} today."
-        )
+        opener = f"It's {self.problem()}, mostly." if first else f"About a {self.rng.randint(3, 6)} today."
         if self.modality == "mi" and not first:
             opener = f"Things with {self.problem()} are about the same."
-        return [opener, self.situation(), f"I've felt {self.feeling()} and {self.feeling(1)}."]
+        felt = f"I've felt {self.feeling()} and {self.feeling(1)}."
+        return [self.situation(), felt] if self.brief else [opener, self.situation(), felt]
 
     def _review(self) -> list[str]:
-        done = self.rng.choice(["a few times", "three days", "twice, if I'm honest", "once"])
+        done = self.rng.choice(["a few times", "three days", "twice, honestly", "once"])
         homework = previous_homework(self.scene.previous_summary).lower()
         if "thought record" in homework or "automatic thought" in homework:
-            middle = f'I caught "{lower_first(self.thought())}" and wrote it down.'
+            middle = f'I caught "{self._lower(self.thought())}" and wrote it down.'
         elif "experiment" in homework:
-            middle = f"I tried it around {self.problem()}."
+            middle = f"It was hardest with {self.problem()}."
         else:
             middle = f"I kept {lower_first(self.m.topic)} in mind."
         return [f"I tried it {done}.", middle, self.rng.choice(["It helped a little.", "Some days I forgot."])]
@@ -137,7 +137,8 @@ class PatientScript:
         return [f"I'd like to {self.goal()}, and {self.goal(1)}.", "I'm not sure that's realistic."]
 
     def _agenda(self) -> list[str]:
-        return [self.rng.choice(["The main thing?", "What matters most?"]), _sentence(self.problem(1)), self.situation(later=1)]
+        lead = self.rng.choice(["The main thing?", "What matters most?"])
+        return [f"{lead} {_sentence(self.problem(1))}", self.situation(later=1)]
 
     def _situation(self) -> list[str]:
         return [self.situation(later=2), f"I felt {self.feeling(2)}."]
@@ -146,18 +147,18 @@ class PatientScript:
         return [f'The thought was, "{_sentence(self.thought())}"', f"Then I felt {self.feeling(1)}."]
 
     def _evidence(self) -> list[str]:
-        return [f"Part of me really believes that {lower_first(self.belief())}.", "If I'm fair, it isn't always true."]
+        return [f"Part of me really believes that {self._lower(self.belief())}.", "If I'm fair, it isn't always true."]
 
     def _balanced(self) -> list[str]:
         percent = self.rng.choice([30, 40, 50, 60])
         return [
-            f'Maybe, "Feeling that {lower_first(self.belief())} doesn\'t make it true."',
+            f'Maybe, "Feeling that {self._lower(self.belief())} doesn\'t make it true."',
             f"I'd believe it about {percent} percent.",
         ]
 
     def _friend(self) -> list[str]:
         return [
-            f'If a friend said "{lower_first(self.thought())}", I\'d go easy on them.',
+            f'If a friend said "{self._lower(self.thought())}", I\'d go easy on them.',
             "I realize I'm harder on myself.",
         ]
 
@@ -166,14 +167,15 @@ class PatientScript:
         habit = (
             _sentence(coping)
             if coping.startswith("I ")
-            else f"Usually I fall back on {lower_first(coping)}."
+            else f"Usually I fall back on {self._lower(coping)}."
             if coping
             else "Usually I just wait it out."
         )
-        return [f"I could try it around {self.problem()}.", habit]
+        return [f"I could try it with {self.problem()}.", habit]
 
     def _homework(self) -> list[str]:
-        return ["Okay, I can do that.", "The hard part?", _sentence(self.problem(2))]
+        hard = self._fresh(self.m.problems + self.m.situations, self.n + 2)
+        return ["Okay, I can do that.", f"The hard part? {_sentence(hard)}" if hard else "Remembering it on bad days."]
 
     def _pros(self) -> list[str]:
         pool = self.m.sustain or self.m.coping
@@ -189,7 +191,7 @@ class PatientScript:
         topics = [t.lower() for t in self.scene.patient.extra.get("motivation_topics", []) if isinstance(t, str)]
         if len(topics) >= 2:
             return [f"I care about {topics[-2]} and {topics[-1]}."]
-        return [f"Mostly I want to {self.goal()}." if self.m.goals else f"My {self.feeling()} days to be fewer."]
+        return [f"Mostly I want to {self.goal()}." if self.m.goals else f"Fewer {self.feeling()} days, mostly."]
 
     def _importance(self) -> list[str]:
         stage = str(self.scene.patient.extra.get("stage_of_change", "")).lower()
@@ -213,7 +215,7 @@ class PatientScript:
         return [situation, f"It leaves me {self.feeling(1)}."]
 
     def _meaning(self) -> list[str]:
-        return [f"Maybe that {lower_first(self.belief())}.", "That's hard to say out loud."]
+        return [f"Maybe that {self._lower(self.belief())}.", "That's hard to say out loud."]
 
     def _self(self) -> list[str]:
         return [f"I go {self.feeling(2)}, and quiet.", self._share()[0]]
@@ -247,11 +249,11 @@ class PatientScript:
         if self.m.tics and self.rng.random() < 0.35:
             tic = self.rng.choice(self.m.tics)
             if tic.endswith(("...", "…")):  # thinking aloud: it leads into the answer
-                core[0] = f"{tic} {lower_first(core[0])}"
+                core[0] = f"{tic} {self._lower(core[0])}"
             else:
                 core.append(_sentence(tic))
         elif self.brief and self.rng.random() < 0.5:
-            core[0] = self.rng.choice(["Um, ", "Yeah, ", "Well, "]) + lower_first(core[0])
+            core[0] = self.rng.choice(["Um, ", "Yeah, ", "Well, "]) + self._lower(core[0])
         return " ".join(core)
 
     def _goodbye(self) -> str:

@@ -41,8 +41,14 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in SENTENCE.split(text) if s.strip()]
 
 
-def lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+def lower_first(text: str, names: frozenset[str] = frozenset()) -> str:
+    """``text`` to go mid-sentence: its first letter in lower case, unless the first word is
+    "I", an acronym or one of ``names``."""
+    first = re.match(r"[\w']+", text)
+    word = first.group() if first else ""
+    if word in names or word == "I" or word.startswith("I'") or (len(word) > 1 and word.isupper()):
+        return text
+    return text[:1].lower() + text[1:]
 
 
 def strip_end(text: str) -> str:

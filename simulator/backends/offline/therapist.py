@@ -49,6 +49,7 @@ HOMEWORK = (
 """How the therapist names last session's homework instead of quoting the summary's 'he'."""
 
 NONE = "None this session"
+_VERB = re.compile(r"\b(?:is|was|are|were|am|have|has|had|do|did|can|could|will|would|feel|felt|think)\b|'|\w+ed\b")
 
 
 def is_closing(text: str, name: str) -> bool:
@@ -130,7 +131,7 @@ class TherapistScript:
         if not fresh or self.regenerating:
             return self.rng.choice(["Okay.", "Thank you.", "Mm."])
         said = self.rng.choice([r for r in fresh if words(r) >= 8] or fresh)
-        frame = self.rng.choice(REFLECTIONS[self.modality])
+        frame = self.rng.choice(REFLECTIONS[self.modality]) if _VERB.search(said) else "So, {r}."
         return frame.format(r=said, R=said[:1].upper() + said[1:])
 
     def _check_in(self) -> str:

@@ -74,7 +74,7 @@ _ADVERBS = frozenset(
     "already barely rarely then mostly generally truly finally hardly".split()
 )
 _NOT_PRESENT = frozenset(
-    "can could will would should might must may shall need ought "  # modals take no -s
+    "can could will would should might must may shall ought "  # modals take no -s
     "was were had did said found felt went got kept made took thought knew came saw told left ate "
     "fell forgot began became brought bought caught chose drove gave grew heard held hid hurt lost "
     "meant met paid put ran read sent set slept sold spent stood taught understood woke wrote won "
@@ -109,7 +109,8 @@ def _agree(verb: str, person: str) -> str | None:
     for row in AGREEMENT:
         if verb in row:
             return row[column]
-    if verb in _NOT_PRESENT or not re.fullmatch(r"[a-z]+", verb) or verb.endswith(("ed", "ing", "ly")):
+    past = verb.endswith("ed") and not verb.endswith("eed")  # "need", "succeed" are present
+    if verb in _NOT_PRESENT or not re.fullmatch(r"[a-z]+", verb) or past or verb.endswith(("ing", "ly")):
         return None
     base = _base(verb)
     if column != 2:
@@ -192,6 +193,7 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
     out: list[str] = []
     subject_seen = False  # a converted subject earlier in this sentence (for "and feels")
     pending = False  # the next verb agrees with a converted subject
+    after_verb = False  # "he sees him": an object right after its verb is someone else
     for i, token in enumerate(tokens):
         if pending and token in ("'m", "'re", "'s", "'ve"):
             out.append(_agree(token, dst) or token)
@@ -204,6 +206,7 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
         starts = bool(out) and out[-1][-1:] in (".", "!", "?")
         nxt = tokens[i + 1].lower().strip("\"'”’.,;:!?") if i + 1 < len(tokens) else ""
         new = core
+        was_after_verb, after_verb = after_verb, False
         if low in table:
             case = table[low][0]
             prev = out[-1].lower().strip("\"'“‘(,") if out else ""
@@ -214,7 +217,8 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
                 case = "object" if prev in _AFTER_OBJECT_YOU or trail else "subject"
             elif low == "his" and (trail or not nxt):
                 case = "absolute"
-            new = PRONOUNS[case][dst]
+            other = case == "object" and was_after_verb and src in ("he", "she")
+            new = core if other else PRONOUNS[case][dst]
             pending = case == "subject"
             subject_seen = subject_seen or pending
         elif pending and low == core and (low in _ADVERBS or low.endswith("ly")):
@@ -226,6 +230,9 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
                 agreed = {"first": "am", "he": "is", "she": "is"}.get(dst, "are")
             new = agreed if agreed is not None else core
             pending = False
+            after_verb = True
+            out.append(lead + new + trail)
+            continue
         elif subject_seen and _after_conjunction(out) and low in _VERBS_AFTER_AND | _AGREEING:
             new = _agree(low, dst) or core
         else:
