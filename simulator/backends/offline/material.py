@@ -28,7 +28,6 @@ FEELINGS = (
     "overwhelmed",
     "restless",
     "low",
-    "hopeful",
     "ashamed",
     "irritable",
     "numb",
@@ -104,6 +103,8 @@ class _Reader:
             said = "I " + third_to_first("he " + said[:1].lower() + said[1:], "", pronouns_of("he"))[2:]
         elif predicate and re.match(r"^[A-Z][a-z]+ed\b", said):  # "Shared her concern"
             said = "I " + said[:1].lower() + said[1:]
+        if re.match(r"I\b", said):  # "I aim to limit himself": mixed-up source data
+            said = re.sub(r"\b(?:himself|herself|themselves)\b", "myself", said)
         return strip_end(said)
 
     def sentences_of(self, *values: Any, predicate: bool = False) -> list[str]:
@@ -132,6 +133,8 @@ def material_of(patient: Patient) -> Material:
         if 0 < len(word.split()) <= 2
     ]
     style = clean(patient.speech_style or "")
+    voice = [clean(v) for v in _list(extra.get("voice_samples")) if "?" not in v[:-1]]
+    voice_thoughts = [strip_end(v) for v in voice if v.startswith("I") and len(v.split()) <= 16]
     problems = [strip_end(read.first(p)) for p in patient.presenting_problems]
     situations = read.sentences_of(extra.get("triggers")) + read.sentences_of(
         extra.get("behaviors"), extra.get("past_interactions"), extra.get("typical_topics"), predicate=True
@@ -142,18 +145,18 @@ def material_of(patient: Patient) -> Material:
         pronouns=read.pronouns,
         problems=problems,
         situations=situations if len(situations) >= 4 else situations + background,
-        thoughts=read.sentences_of(extra.get("automatic_thoughts")),
+        thoughts=read.sentences_of(extra.get("automatic_thoughts")) + voice_thoughts,
         beliefs=read.sentences_of(patient.core_beliefs, patient.intermediate_beliefs),
         feelings=list(dict.fromkeys(emotions)) or list(FEELINGS),
         goals=[strip_end(read.first(g)) for g in patient.goals],
         coping=read.sentences_of(patient.coping_strategies, predicate=True),
-        voice=[clean(v) for v in _list(extra.get("voice_samples")) if "?" not in v[:-1]],
+        voice=voice,
         tics=[t.strip(" ,") for t in re.findall(r"[\"“]([^\"”]{3,60})[\"”]", style) if len(t.split()) <= 6],
         about=background,
         plans=read.sentences_of(extra.get("acceptable_plans")),
         reasons=read.sentences_of(extra.get("motivation")),
         sustain=read.sentences_of(patient.intermediate_beliefs if patient.modality == "MI" else None),
-        topic=clean(str(extra.get("topic") or (problems[0] if problems else "what brought me here"))),
+        topic=clean(str(extra.get("topic") or (problems[0] if problems else "how things have been"))),
         names=_names(
             [patient.name, patient.background or "", patient.personality or "", *patient.sessions.values()]
             + [str(v) for v in _list(extra.get("voice_samples"))]

@@ -17,7 +17,9 @@ from simulator.backends.offline.modalities import asked, modality_of
 from simulator.backends.offline.script import Scene, last_user, lower_first, own_turns, strip_end
 from simulator.backends.offline.therapist import is_closing, previous_homework
 from simulator.backends.offline.voice import third_to_first
+from simulator.guards import DEFAULT_REPETITION_THRESHOLD, similarity
 from simulator.protocol import ChatMessage
+from simulator.text import normalize
 
 _CLAUSE = re.compile(
     r"^(?:I|I'm|I've|I'd|My|Me|It|It's|There|Nothing|Everything|Someone|Everyone)\b|\b(?:is|was|are|were|has|had|have|did|does|feel|felt|got)\b"
@@ -44,7 +46,8 @@ class PatientScript:
         self.rng = rng
         self.turn = own_turns(messages)
         self.question = last_user(messages)
-        self.said = " ".join(m.content for m in messages if m.role == "assistant").lower()
+        self.earlier = [m.content for m in messages if m.role == "assistant"]
+        self.said = normalize(" ".join(m.content for m in messages if m.role == "assistant"))
         style = (scene.patient.speech_style or "").lower()
         brief = any(w in style for w in ("short", "hesitant", "brief", "terse", "quiet", "guarded"))
         rambling = any(w in style for w in ("long", "tangent", "stories", "rambl", "verbose", "talks a lot"))
@@ -61,15 +64,30 @@ class PatientScript:
             return self._goodbye()
         kind = None if self.nudged else asked(self.question)
         answer: Callable[[], list[str]] = getattr(self, f"_{kind}", self._share)
-        return self._voice(answer())
+        core = answer()
+        text = self._voice(core)
+        if self._repeats(text):  # thin personas: leave out what this session already heard
+            kept = [c for c in core if not self._repeats(c)]
+            text = " ".join(kept) if kept else self.rng.choice(["I'm not sure.", "Hard to say.", "Maybe."])
+        return text
 
     # -- material for this session ---------------------------------------------------------
+
+    def _repeats(self, text: str) -> bool:
+        """Whether ``text`` would read as a repeat of one of the patient's earlier messages."""
+        return any(similarity(text, earlier) >= DEFAULT_REPETITION_THRESHOLD for earlier in self.earlier)
+
+    def _is_said(self, text: str) -> bool:
+        """Whether this session already heard ``text`` from the patient (most of its wording)."""
+        words = normalize(text).split()
+        grams = {" ".join(words[i : i + 4]) for i in range(max(1, len(words) - 3))}
+        return sum(g in self.said for g in grams) >= 0.5 * len(grams)
 
     def _fresh(self, items: list[str], index: int) -> str:
         """The item at ``index``, or the next one not yet said in this session ("" when all were)."""
         for step in range(len(items)):
             item = self.m.pick(items, index + step)
-            if item[:40].lower() not in self.said:
+            if not self._is_said(item):
                 return item
         return ""
 
@@ -83,7 +101,8 @@ class PatientScript:
             return self.rng.choice(["More of the same, really.", "It's been a hard stretch.", "Nothing new, really."])
         if _CLAUSE.search(item):
             return _sentence(item)
-        return f"The hardest part was {lower_first(item, self.m.names)}."
+        frame = self.rng.choice(["The hardest part was {}.", "What got to me was {}.", "It came to a head with {}."])
+        return frame.format(self._lower(item))
 
     def _lower(self, text: str) -> str:
         return lower_first(text, self.m.names)
@@ -96,27 +115,29 @@ class PatientScript:
 
     def thought(self) -> str:
         pool = self.m.thoughts + [b for b in self.m.beliefs if not re.match(r"(?i)if |it's important", b)]
-        return self._fresh(pool, self.n) or self.m.pick(pool, self.n) or f"I can't handle {self.problem()}"
+        return self._fresh(pool, self.n) or self.m.pick(pool, self.n) or "Here we go again"
 
     def belief(self) -> str:
         pool = self.m.beliefs or self.m.thoughts
-        return self._fresh(pool, self.n) or self.m.pick(pool, self.n) or f"{self.problem()} is just how I am"
+        fallback = self._fresh(self.m.voice + self.m.about, self.n) or "it's just how I am"
+        return self._fresh(pool, self.n) or self.m.pick(pool, self.n) or fallback
 
     def goal(self, index: int = 0) -> str:
         return lower_first(self.m.pick(self.m.goals, self.n + index))
 
     def plan(self) -> str:
         if not self.m.plans:
-            return f"I'll think some more about {lower_first(self.m.topic)}"
+            return "I'll think about it some more"
         return re.sub(r"^I consider\b", "I'll consider", self.m.pick(self.m.plans, self.n))
 
     # -- answers, by what the therapist asked ----------------------------------------------
 
     def _check_in(self) -> list[str]:
         first = self.scene.previous_summary is None
-        opener = f"It's {self.problem()}, mostly." if first else f"About a {self.rng.randint(3, 6)} today."
+        lead = self.rng.choice(["Where to start?", "Honestly?", "The short version?"])
+        opener = f"{lead} {_sentence(self.problem())}" if first else f"About a {self.rng.randint(3, 6)} today."
         if self.modality == "mi" and not first:
-            opener = f"Things with {self.problem()} are about the same."
+            opener = self.rng.choice(["Not much has changed.", "About the same, really."])
         felt = f"I've felt {self.feeling()} and {self.feeling(1)}."
         return [self.situation(), felt] if self.brief else [opener, self.situation(), felt]
 
@@ -124,16 +145,17 @@ class PatientScript:
         done = self.rng.choice(["a few times", "three days", "twice, honestly", "once"])
         homework = previous_homework(self.scene.previous_summary).lower()
         if "thought record" in homework or "automatic thought" in homework:
-            middle = f'I caught "{self._lower(self.thought())}" and wrote it down.'
+            thought = self.thought() if self.m.thoughts or self.m.beliefs else ""
+            middle = f'I caught "{self._lower(thought)}" and wrote it down.' if thought else "I wrote a few down."
         elif "experiment" in homework:
-            middle = f"It was hardest with {self.problem()}."
+            middle = f"The hardest bit? {_sentence(self.problem())}"
         else:
             middle = f"I kept {lower_first(self.m.topic)} in mind."
         return [f"I tried it {done}.", middle, self.rng.choice(["It helped a little.", "Some days I forgot."])]
 
     def _goals(self) -> list[str]:
         if not self.m.goals:
-            return [f"I'd like {self.problem()} to matter less.", "I'm not sure what's realistic."]
+            return ["I'd like to feel lighter.", "I'm not sure what's realistic."]
         return [f"I'd like to {self.goal()}, and {self.goal(1)}.", "I'm not sure that's realistic."]
 
     def _agenda(self) -> list[str]:
@@ -197,15 +219,16 @@ class PatientScript:
         stage = str(self.scene.patient.extra.get("stage_of_change", "")).lower()
         low, high = _STAGES.get(stage, (4, 7))
         reason = self.m.pick(self.m.reasons, 0)
-        why = re.split(r"\b(?:as|because)\b", reason, maxsplit=1)[-1].strip() if reason else ""
+        why = re.split(r"\b(?:as|because)\b", reason, maxsplit=1)[-1].split(",")[0].strip() if reason else ""
         why = lower_first(why) if why else f"{self.problem()} worries me"
-        return [f"Maybe a {self.rng.randint(low, high)}.", f"Not lower, because {why}."]
+        return [f"Maybe a {self.rng.randint(low, high)}, not lower.", _sentence(f"because {why}")]
 
     def _confidence(self) -> list[str]:
         return [f"About a {self.rng.randint(3, 6)}.", self.rng.choice(["I've tried before, sort of.", "I'm not sure I could."])]
 
     def _options(self) -> list[str]:
-        return [f"I've thought about {lower_first(self.m.topic)}, on and off.", "I just haven't started."]
+        reason = self._fresh(self.m.reasons + self.m.goals, self.n)
+        return ["I've thought about it.", _sentence(reason) if reason else "I just haven't started."]
 
     def _plan(self) -> list[str]:
         return [_sentence(self.plan()), "That feels doable."]
@@ -228,9 +251,7 @@ class PatientScript:
 
     def _share(self) -> list[str]:
         """Something else from the persona, when the question fits no step or a guard asked again."""
-        pool = [v for v in self.m.voice if v[:40].lower() not in self.said] or [
-            a for a in self.m.about if a[:40].lower() not in self.said
-        ]
+        pool = [v for v in self.m.voice if not self._is_said(v)] or [a for a in self.m.about if not self._is_said(a)]
         if pool:
             return [_sentence(self.rng.choice(pool))]
         return [self.situation(later=3), "I don't know where to start."]
@@ -239,9 +260,7 @@ class PatientScript:
         """The persona's speech style: brief ones say less, talkative ones drift, tics recur."""
         core = list(dict.fromkeys(c for c in core if c))
         if self.rambling and self.rng.random() < 0.6:
-            voice = [
-                v for v in self.m.voice + self.m.about if v[:40].lower() not in self.said + " ".join(core).lower()
-            ]
+            voice = [v for v in self.m.voice + self.m.about if not self._is_said(v) and v not in " ".join(core)]
             if voice:
                 core.append(_sentence(self.rng.choice(voice)))
         if self.brief:

@@ -34,7 +34,15 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     material = material_of(scene.patient)
     topics = [_capital(first_to_third(p, pronouns)) for p in material.problems if p.lower() in spoken]
     first_reply = sentences(turns[1][1]) if len(turns) > 1 and turns[1][0] == "Patient" else []
-    topics += [f"What happened: {reported(first_reply[1])}"] if len(first_reply) > 1 else []
+    problems = {p.lower() for p in material.problems}
+    events = [
+        s
+        for s in first_reply
+        if not s.endswith("?")
+        and not re.match(r"About a \d|About the same|Not much has changed|I've felt", s)
+        and strip_end(s).lower() not in problems
+    ]
+    topics += [f"What happened: {reported(events[0])}"] if events else []
     techniques = list(dict.fromkeys(label for key, label in TECHNIQUES if key in therapist_text))
     helpful = [reported(s) for s in patient_sents if re.search(r"\bhelp(?:ed|s)\b|feels doable", s)]
     homework = [

@@ -49,7 +49,12 @@ HOMEWORK = (
 """How the therapist names last session's homework instead of quoting the summary's 'he'."""
 
 NONE = "None this session"
-_VERB = re.compile(r"\b(?:is|was|are|were|am|have|has|had|do|did|can|could|will|would|feel|felt|think)\b|'|\w+ed\b")
+_VERB = re.compile(
+    r"^(?:you|it|they|there|this|that|he|she|we)\b|\b(?:is|was|are|were|am|have|has|had|do|did|can|could"
+    r"|will|would|feel|felt|think)\b|'|\w+ed\b",
+    re.IGNORECASE,
+)
+"""Whether a reflection is a clause ("you felt ...") rather than a bare phrase ("guilt at work")."""
 
 
 def is_closing(text: str, name: str) -> bool:

@@ -207,7 +207,9 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
         nxt = tokens[i + 1].lower().strip("\"'”’.,;:!?") if i + 1 < len(tokens) else ""
         new = core
         was_after_verb, after_verb = after_verb, False
-        if low in table:
+        if low == "i" and dst == "first":  # first-person prose keeps "I", agreeing: "I has" -> "I have"
+            pending = True
+        elif low in table:
             case = table[low][0]
             prev = out[-1].lower().strip("\"'“‘(,") if out else ""
             if low == "her" and src == "she":
@@ -217,6 +219,8 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
                 case = "object" if prev in _AFTER_OBJECT_YOU or trail else "subject"
             elif low == "his" and (trail or not nxt):
                 case = "absolute"
+            elif case == "object" and nxt in ("has", "is", "was"):  # "me has been": a subject
+                case = "subject"
             other = case == "object" and was_after_verb and src in ("he", "she")
             new = core if other else PRONOUNS[case][dst]
             pending = case == "subject"
@@ -284,7 +288,8 @@ _FILLER = re.compile(
 def strip_fillers(text: str) -> str:
     """'Yeah, well, part of me believes it' -> 'part of me believes it': the leading fillers,
     discourse markers and hedges a reflection does not repeat."""
-    stripped = _FILLER.sub("", text.strip().lstrip("…. "))
+    text = re.sub(r"^[\w' ]{1,20}(?:\.\.\.|…)\s+", "", text.strip())  # "It's like... "
+    stripped = _FILLER.sub("", text.lstrip("…. "))
     return stripped if stripped else text.strip()
 
 
@@ -293,7 +298,8 @@ def reflect(text: str, names: frozenset[str] = frozenset()) -> str:
     its first word in lower case unless it is one of ``names`` (Karen, Dot...)."""
     core = strip_fillers(text)
     first = re.match(r"[\w']+", core)
-    if first and first.group() not in names and first.group() != first.group().upper():
+    word = first.group() if first else ""
+    if word and word not in names and word != "I" and not (len(word) > 1 and word.isupper()):
         core = core[:1].lower() + core[1:]
     said = first_to_second(core)
     return re.sub(r"([.!?])([\"”'])$", r"\2", said)
