@@ -6,6 +6,7 @@ third-party files in ../shared/realdata."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -116,7 +117,10 @@ def test_no_patient_stock_line_is_shared_between_personas(bundled: dict[str, lis
 def test_reflections_without_fillers_voice_slips_or_agreement_slips(
     bundled: dict[str, list[dict[str, Any]]],
 ) -> None:
-    third = {"marcus_thompson": r"\b(?:he|him|his|himself)\b", "walter_kowalski": r"\b(?:he|him|his|himself)\b"}
+    third = {
+        "marcus_thompson": r"\b(?:he|him|his|himself)\b",
+        "walter_kowalski": r"\b(?:he|him|his|himself)\b",
+    }
     third["priya_shah"] = r"\b(?:she|herself|Priya's)\b"
     reflections = 0
     for persona, sessions in bundled.items():
@@ -134,7 +138,7 @@ def reflections(record: dict[str, Any]) -> list[str]:
     """Therapist messages that open by saying the patient's last words back."""
     messages = record["messages"]
     found = []
-    for before, message in zip(messages, messages[1:], strict=False):
+    for before, message in itertools.pairwise(messages):
         first = split_sentences(message["content"])[0]
         words = [set(w for w in normalize(t).split() if len(w) >= 4) for t in (before["content"], first)]
         if message["speaker"] == "Therapist" and len(words[0] & words[1]) >= 3:
@@ -236,5 +240,7 @@ def test_a_person_centred_session_follows_the_patient(tmp_path: Path) -> None:
     for record in sessions:
         therapist = " ".join(said(record, "Therapist"))
         assert not CBT_AGENDA.search(therapist), therapist
-        assert re.search(r"What is that like|How does that feel|What does that mean|What does it say", therapist)
+        assert re.search(
+            r"What is that like|How does that feel|What does that mean|What does it say", therapist
+        )
         assert guard_defects(record) == []

@@ -50,7 +50,10 @@ REFLECTIONS = [
     ("I was tired and I am sure my mom noticed.", "you were tired and you are sure your mom noticed."),
     ("I'm not sure. I've had enough of it.", "you're not sure. You've had enough of it."),
     # an inner voice stays in its own words, and a name keeps its capital
-    ('The thought was, "I should have caught that mistake."', 'the thought was, "I should have caught that mistake"'),
+    (
+        'The thought was, "I should have caught that mistake."',
+        'the thought was, "I should have caught that mistake"',
+    ),
     ("Karen made the appointment and drove me here.", "Karen made the appointment and drove you here."),
 ]
 
@@ -62,15 +65,57 @@ def test_reflect(said: str, reflected: str) -> None:
 
 VOICE = [
     # persona prose about the patient, said by the patient (third -> first)
-    (third_to_first, "Priya's tutor says everyone is judging her.", "Priya Shah", SHE, "My tutor says everyone is judging me."),
-    (third_to_first, "He missed two days of school and feels guilty.", "Marcus Thompson", HE, "I missed two days of school and feel guilty."),
-    (third_to_first, "She isn't sure she really needs therapy and worries about it.", "Priya Shah", SHE, "I am not sure I really need therapy and worry about it."),
-    (third_to_first, "Noah occasionally mentions it but typically brushes it off.", "Noah", HE, "I occasionally mention it but typically brush it off."),
-    (third_to_first, "His old buddy asked if he's coming back.", "Walter Kowalski", HE, "My old buddy asked if I'm coming back."),
+    (
+        third_to_first,
+        "Priya's tutor says everyone is judging her.",
+        "Priya Shah",
+        SHE,
+        "My tutor says everyone is judging me.",
+    ),
+    (
+        third_to_first,
+        "He missed two days of school and feels guilty.",
+        "Marcus Thompson",
+        HE,
+        "I missed two days of school and feel guilty.",
+    ),
+    (
+        third_to_first,
+        "She isn't sure she really needs therapy and worries about it.",
+        "Priya Shah",
+        SHE,
+        "I am not sure I really need therapy and worry about it.",
+    ),
+    (
+        third_to_first,
+        "Noah occasionally mentions it but typically brushes it off.",
+        "Noah",
+        HE,
+        "I occasionally mention it but typically brush it off.",
+    ),
+    (
+        third_to_first,
+        "His old buddy asked if he's coming back.",
+        "Walter Kowalski",
+        HE,
+        "My old buddy asked if I'm coming back.",
+    ),
     (third_to_first, "She's been dreading it.", "Robin", SHE, "I have been dreading it."),
     # the summary, said to the patient (third -> second): never "he" to the patient's face
-    (third_to_second, "Fill in a thought record whenever he notices that critical voice, for his goal", "Marcus Thompson", HE, "Fill in a thought record whenever you notice that critical voice, for your goal"),
-    (third_to_second, "He missed two days and feels guilty toward her", "Marcus Thompson", HE, "You missed two days and feel guilty toward her"),
+    (
+        third_to_second,
+        "Fill in a thought record whenever he notices that critical voice, for his goal",
+        "Marcus Thompson",
+        HE,
+        "Fill in a thought record whenever you notice that critical voice, for your goal",
+    ),
+    (
+        third_to_second,
+        "He missed two days and feels guilty toward her",
+        "Marcus Thompson",
+        HE,
+        "You missed two days and feel guilty toward her",
+    ),
     (third_to_second, "Marcus does what he can", "Marcus Thompson", HE, "You do what you can"),
 ]
 
@@ -85,8 +130,16 @@ AGREEMENT_CASES = [
     ("I worry about my mom", SHE, "she worries about her mom"),
     ("I'm tired and I've had enough", HE, "he's tired and he's had enough"),
     ("I don't know if I can", SHE, "she doesn't know if she can"),
-    ("Some days I forgot completely, but when I did it, it helped", HE, "Some days he forgot completely, but when he did it, it helped"),
-    ("I almost cancelled and I really need a break", SHE, "she almost cancelled and she really needs a break"),
+    (
+        "Some days I forgot completely, but when I did it, it helped",
+        HE,
+        "Some days he forgot completely, but when he did it, it helped",
+    ),
+    (
+        "I almost cancelled and I really need a break",
+        SHE,
+        "she almost cancelled and she really needs a break",
+    ),
     ("I take a walk", THEY, "they take a walk"),
     ("I'm not sure I was ready", THEY, "they're not sure they were ready"),
 ]

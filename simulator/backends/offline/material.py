@@ -69,7 +69,7 @@ def clean(text: str) -> str:
     """Persona text without markdown emphasis or the quotes wrapped round a whole sentence."""
     text = re.sub(r"\*+", "", str(text)).replace("’", "'").strip()
     text = re.sub(r"^(?:Example Post|Typical Interactions):\s*", "", text)
-    if len(text) > 2 and text[0] in "\"“" and text[-1] in "\"”" and text.count('"') <= 2:
+    if len(text) > 2 and text[0] in '"“' and text[-1] in '"”' and text.count('"') <= 2:
         text = text[1:-1].strip()
     return re.sub(r'^"|"\.?$', "", text).strip()
 
@@ -82,7 +82,7 @@ def _list(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [str(v) for v in value.values() if isinstance(v, str)]
     if isinstance(value, list):
-        return [clean(v) for v in value if isinstance(v, str | int | float) and str(v).strip()]
+        return [clean(str(v)) for v in value if isinstance(v, str | int | float) and str(v).strip()]
     return []
 
 
@@ -108,7 +108,9 @@ class _Reader:
         return strip_end(said)
 
     def sentences_of(self, *values: Any, predicate: bool = False) -> list[str]:
-        return [self.first(s, predicate) for value in values for item in _list(value) for s in sentences(item)]
+        return [
+            self.first(s, predicate) for value in values for item in _list(value) for s in sentences(item)
+        ]
 
 
 def _names(texts: list[str]) -> frozenset[str]:

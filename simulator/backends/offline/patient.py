@@ -98,10 +98,14 @@ class PatientScript:
             return third_to_first(notes, self.scene.patient.name, self.m.pronouns)
         item = self._fresh(self.m.situations, self.n + later) or self._fresh(self.m.about, self.n + later)
         if not item:
-            return self.rng.choice(["More of the same, really.", "It's been a hard stretch.", "Nothing new, really."])
+            return self.rng.choice(
+                ["More of the same, really.", "It's been a hard stretch.", "Nothing new, really."]
+            )
         if _CLAUSE.search(item):
             return _sentence(item)
-        frame = self.rng.choice(["The hardest part was {}.", "What got to me was {}.", "It came to a head with {}."])
+        frame = self.rng.choice(
+            ["The hardest part was {}.", "What got to me was {}.", "It came to a head with {}."]
+        )
         return frame.format(self._lower(item))
 
     def _lower(self, text: str) -> str:
@@ -111,7 +115,11 @@ class PatientScript:
         return self.m.pick(self.m.feelings, 2 * self.n + which)
 
     def problem(self, index: int = 0) -> str:
-        return self._lower(self._fresh(self.m.problems, self.n + index) or self.m.pick(self.m.problems, index) or self.m.topic)
+        return self._lower(
+            self._fresh(self.m.problems, self.n + index)
+            or self.m.pick(self.m.problems, index)
+            or self.m.topic
+        )
 
     def thought(self) -> str:
         pool = self.m.thoughts + [b for b in self.m.beliefs if not re.match(r"(?i)if |it's important", b)]
@@ -135,7 +143,9 @@ class PatientScript:
     def _check_in(self) -> list[str]:
         first = self.scene.previous_summary is None
         lead = self.rng.choice(["Where to start?", "Honestly?", "The short version?"])
-        opener = f"{lead} {_sentence(self.problem())}" if first else f"About a {self.rng.randint(3, 6)} today."
+        opener = (
+            f"{lead} {_sentence(self.problem())}" if first else f"About a {self.rng.randint(3, 6)} today."
+        )
         if self.modality == "mi" and not first:
             opener = self.rng.choice(["Not much has changed.", "About the same, really."])
         felt = f"I've felt {self.feeling()} and {self.feeling(1)}."
@@ -146,12 +156,18 @@ class PatientScript:
         homework = previous_homework(self.scene.previous_summary).lower()
         if "thought record" in homework or "automatic thought" in homework:
             thought = self.thought() if self.m.thoughts or self.m.beliefs else ""
-            middle = f'I caught "{self._lower(thought)}" and wrote it down.' if thought else "I wrote a few down."
+            middle = (
+                f'I caught "{self._lower(thought)}" and wrote it down.' if thought else "I wrote a few down."
+            )
         elif "experiment" in homework:
             middle = f"The hardest bit? {_sentence(self.problem())}"
         else:
             middle = f"I kept {lower_first(self.m.topic)} in mind."
-        return [f"I tried it {done}.", middle, self.rng.choice(["It helped a little.", "Some days I forgot."])]
+        return [
+            f"I tried it {done}.",
+            middle,
+            self.rng.choice(["It helped a little.", "Some days I forgot."]),
+        ]
 
     def _goals(self) -> list[str]:
         if not self.m.goals:
@@ -169,7 +185,10 @@ class PatientScript:
         return [f'The thought was, "{_sentence(self.thought())}"', f"Then I felt {self.feeling(1)}."]
 
     def _evidence(self) -> list[str]:
-        return [f"Part of me really believes that {self._lower(self.belief())}.", "If I'm fair, it isn't always true."]
+        return [
+            f"Part of me really believes that {self._lower(self.belief())}.",
+            "If I'm fair, it isn't always true.",
+        ]
 
     def _balanced(self) -> list[str]:
         percent = self.rng.choice([30, 40, 50, 60])
@@ -197,7 +216,10 @@ class PatientScript:
 
     def _homework(self) -> list[str]:
         hard = self._fresh(self.m.problems + self.m.situations, self.n + 2)
-        return ["Okay, I can do that.", f"The hard part? {_sentence(hard)}" if hard else "Remembering it on bad days."]
+        return [
+            "Okay, I can do that.",
+            f"The hard part? {_sentence(hard)}" if hard else "Remembering it on bad days.",
+        ]
 
     def _pros(self) -> list[str]:
         pool = self.m.sustain or self.m.coping
@@ -210,10 +232,14 @@ class PatientScript:
         return [_sentence(self._fresh(pool, self.n + 1)) or "It worries me.", "That part scares me."]
 
     def _values(self) -> list[str]:
-        topics = [t.lower() for t in self.scene.patient.extra.get("motivation_topics", []) if isinstance(t, str)]
+        topics = [
+            t.lower() for t in self.scene.patient.extra.get("motivation_topics", []) if isinstance(t, str)
+        ]
         if len(topics) >= 2:
             return [f"I care about {topics[-2]} and {topics[-1]}."]
-        return [f"Mostly I want to {self.goal()}." if self.m.goals else f"Fewer {self.feeling()} days, mostly."]
+        return [
+            f"Mostly I want to {self.goal()}." if self.m.goals else f"Fewer {self.feeling()} days, mostly."
+        ]
 
     def _importance(self) -> list[str]:
         stage = str(self.scene.patient.extra.get("stage_of_change", "")).lower()
@@ -224,7 +250,10 @@ class PatientScript:
         return [f"Maybe a {self.rng.randint(low, high)}, not lower.", _sentence(f"because {why}")]
 
     def _confidence(self) -> list[str]:
-        return [f"About a {self.rng.randint(3, 6)}.", self.rng.choice(["I've tried before, sort of.", "I'm not sure I could."])]
+        return [
+            f"About a {self.rng.randint(3, 6)}.",
+            self.rng.choice(["I've tried before, sort of.", "I'm not sure I could."]),
+        ]
 
     def _options(self) -> list[str]:
         reason = self._fresh(self.m.reasons + self.m.goals, self.n)
@@ -251,7 +280,9 @@ class PatientScript:
 
     def _share(self) -> list[str]:
         """Something else from the persona, when the question fits no step or a guard asked again."""
-        pool = [v for v in self.m.voice if not self._is_said(v)] or [a for a in self.m.about if not self._is_said(a)]
+        pool = [v for v in self.m.voice if not self._is_said(v)] or [
+            a for a in self.m.about if not self._is_said(a)
+        ]
         if pool:
             return [_sentence(self.rng.choice(pool))]
         return [self.situation(later=3), "I don't know where to start."]
@@ -260,7 +291,9 @@ class PatientScript:
         """The persona's speech style: brief ones say less, talkative ones drift, tics recur."""
         core = list(dict.fromkeys(c for c in core if c))
         if self.rambling and self.rng.random() < 0.6:
-            voice = [v for v in self.m.voice + self.m.about if not self._is_said(v) and v not in " ".join(core)]
+            voice = [
+                v for v in self.m.voice + self.m.about if not self._is_said(v) and v not in " ".join(core)
+            ]
             if voice:
                 core.append(_sentence(self.rng.choice(voice)))
         if self.brief:
@@ -278,5 +311,9 @@ class PatientScript:
     def _goodbye(self) -> str:
         name = self.scene.therapist.name
         return self.rng.choice(
-            [f"Thank you, {name}. See you next week.", "Thanks, this was helpful. See you next week.", f"Okay. Thanks again, {name}. Bye."]
+            [
+                f"Thank you, {name}. See you next week.",
+                "Thanks, this was helpful. See you next week.",
+                f"Okay. Thanks again, {name}. Bye.",
+            ]
         )

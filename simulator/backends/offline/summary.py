@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -54,10 +55,12 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     ]
     homework += [
         reported(sentences(answer)[0])
-        for (speaker, question), (_, answer) in zip(turns, turns[1:], strict=False)
+        for (speaker, question), (_, answer) in itertools.pairwise(turns)
         if speaker == "Therapist" and asked(question) == "plan" and answer
     ]
-    insights = [reported(s) for s in patient_sents if re.search(r"\bI realize|\bIf I'm fair\b|\bI noticed\b", s)]
+    insights = [
+        reported(s) for s in patient_sents if re.search(r"\bI realize|\bIf I'm fair\b|\bI noticed\b", s)
+    ]
     sections = {
         SUMMARY_SECTIONS[0]: _dedupe(topics)[:4],
         SUMMARY_SECTIONS[1]: [_capital(t) for t in techniques[:4]],

@@ -158,7 +158,11 @@ class TherapistScript:
             }
             return f"{greet} {ask[self.modality]}"
         greet = self.rng.choice(
-            [f"Welcome back, {self.name}.", f"It's good to see you again, {self.name}.", f"Hello, {self.name}."]
+            [
+                f"Welcome back, {self.name}.",
+                f"It's good to see you again, {self.name}.",
+                f"Hello, {self.name}.",
+            ]
         )
         topics = parse_sections(self.scene.previous_summary).get(SUMMARY_SECTIONS[0], [])
         bridge = ""
