@@ -91,9 +91,22 @@ def guard_defects(record: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+def bundled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every bundled patient persona, five sessions each."""
+    return run(tmp_path_factory.mktemp("bundled"), BUNDLED, 5, "five")
+
+
+@pytest.fixture(scope="module")
+def bundled(bundled_run: Path) -> dict[str, list[dict[str, Any]]]:
     """The newcomer's view: the three bundled personas, three sessions each."""
-    return records(run(tmp_path_factory.mktemp("bundled"), BUNDLED, 3, "three"))
+    return {persona: sessions[:3] for persona, sessions in records(bundled_run).items()}
+
+
+def audit(run_dir: Path, sessions: int) -> None:
+    """``simulator audit`` (the project's own checks) finds no defect in any session."""
+    result = invoke("audit", run_dir)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(", 0 defects") == sessions, result.output
 
 
 def test_no_patient_stock_line_is_shared_between_personas(bundled: dict[str, list[dict[str, Any]]]) -> None:
@@ -168,8 +181,10 @@ def test_each_session_has_its_own_situation_and_feelings(bundled: dict[str, list
     assert "I stayed until seven twice this week" in said(bundled["marcus_thompson"][1], "Patient")[0]
 
 
-def test_bundled_sessions_pass_the_engines_checks(bundled: dict[str, list[dict[str, Any]]]) -> None:
-    defects = [d for sessions in bundled.values() for record in sessions for d in guard_defects(record)]
+def test_bundled_sessions_pass_the_engines_checks(bundled_run: Path) -> None:
+    sessions = [record for found in records(bundled_run).values() for record in found]
+    assert len(sessions) == 15
+    defects = [d for record in sessions for d in guard_defects(record)]
     assert defects == []
 
 
@@ -181,7 +196,7 @@ def real(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+def imported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two personas of every importer, imported from the real files, five sessions each."""
     tmp = tmp_path_factory.mktemp("imported")
     chosen: list[Path] = []
@@ -189,7 +204,17 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
         result = invoke("import", fmt, real(name), "--out", tmp / fmt)
         assert result.exit_code == 0, result.output
         chosen += [tmp / fmt / f"{persona_id}.yaml" for persona_id in ids]
-    return records(run(tmp, chosen, 5, "five"))
+    return run(tmp, chosen, 5, "five")
+
+
+@pytest.fixture(scope="module")
+def imported(imported_run: Path) -> dict[str, list[dict[str, Any]]]:
+    return records(imported_run)
+
+
+def test_simulator_audit_finds_no_defect(bundled_run: Path, imported_run: Path) -> None:
+    audit(bundled_run, 3 * 5)
+    audit(imported_run, 8 * 5)
 
 
 def test_imported_sessions_pass_the_engines_checks(imported: dict[str, list[dict[str, Any]]]) -> None:
@@ -244,3 +269,14 @@ def test_a_person_centred_session_follows_the_patient(tmp_path: Path) -> None:
             r"What is that like|How does that feel|What does that mean|What does it say", therapist
         )
         assert guard_defects(record) == []
+
+
+def test_readme_excerpt_is_the_real_output(tmp_path: Path) -> None:
+    """README's first command, and the excerpt of its session 2 it shows, line for line."""
+    readme = (PERSONAS.parent / "README.md").read_text(encoding="utf-8")
+    assert "simulator run personas/marcus_thompson.yaml --sessions 3 --backend offline" in readme
+    excerpt = readme.split("```\nSession Number: 2\n", 1)[1].split("```", 1)[0]
+    session = (run(tmp_path, [BUNDLED[0]], 3, "readme") / "marcus_thompson" / "session_02.txt").read_text()
+    lines = [line for line in excerpt.splitlines() if line and line != "..."]
+    assert len(lines) > 15
+    assert [line for line in lines if line not in session.splitlines()] == []

@@ -55,6 +55,8 @@ REFLECTIONS = [
         'the thought was, "I should have caught that mistake"',
     ),
     ("Karen made the appointment and drove me here.", "Karen made the appointment and drove you here."),
+    ("It's like... what got to me was the conferences.", "what got to you was the conferences."),
+    ("A parent emailed me twice.", "a parent emailed you twice."),
 ]
 
 
@@ -101,6 +103,8 @@ VOICE = [
         "My old buddy asked if I'm coming back.",
     ),
     (third_to_first, "She's been dreading it.", "Robin", SHE, "I have been dreading it."),
+    # first-person sources keep "I" and fix its verb (imported MI data: "I has migraines")
+    (third_to_first, "I use heroin. I has migraines.", "Drew", THEY, "I use heroin. I have migraines."),
     # the summary, said to the patient (third -> second): never "he" to the patient's face
     (
         third_to_second,

@@ -448,7 +448,8 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
                 case = "object" if prev in _AFTER_OBJECT_YOU or trail else "subject"
             elif low == "his" and (trail or not nxt):
                 case = "absolute"
-            elif case == "object" and nxt in ("has", "is", "was"):  # "me has been": a subject
+            elif case == "object" and nxt in ("has", "is", "was") and prev in ("like", "that", ""):
+                # "I feel like me has been": a subject
                 case = "subject"
             other = case == "object" and was_after_verb and src in ("he", "she")
             new = core if other else PRONOUNS[case][dst]
