@@ -39,7 +39,8 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     events = [
         s
         for s in first_reply
-        if not s.endswith(("?", "...", "…")) and len(s.split()) > 3
+        if not s.endswith(("?", "...", "…"))
+        and len(s.split()) > 3
         and not re.match(r"About a \d|About the same|Not much has changed|I've felt", s)
         and strip_end(s).lower() not in problems
     ]

@@ -467,7 +467,13 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
             after_verb = True
             out.append(lead + new + trail)
             continue
-        elif subject_seen and _after_conjunction(out) and low in _VERBS_AFTER_AND | _AGREEING:
+        elif (
+            subject_seen
+            and _after_conjunction(out)
+            and (
+                low in _VERBS_AFTER_AND | _AGREEING or (low.endswith("s") and nxt == "to")  # "and plans to"
+            )
+        ):
             new = _agree(low, dst) or core
         else:
             pending = False
