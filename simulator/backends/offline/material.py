@@ -108,8 +108,12 @@ class _Reader:
         return strip_end(said)
 
     def sentences_of(self, *values: Any, predicate: bool = False) -> list[str]:
+        """Each sentence of ``values``, said by the patient; a heading ("Precipitants: ") dropped."""
         return [
-            self.first(s, predicate) for value in values for item in _list(value) for s in sentences(item)
+            self.first(re.sub(r"^[A-Z][\w ]{2,40}:\s+(?=\w)", "", s), predicate)
+            for value in values
+            for item in _list(value)
+            for s in sentences(item)
         ]
 
 

@@ -22,7 +22,7 @@ from simulator.protocol import ChatMessage
 from simulator.text import normalize
 
 _CLAUSE = re.compile(
-    r"^(?:I|I'm|I've|I'd|My|Me|It|It's|There|Nothing|Everything|Someone|Everyone)\b|\b(?:is|was|are|were|has|had|have|did|does|feel|felt|got)\b"
+    r"^(?:I|I'm|I've|I'd|My|Me|It|It's|There|Nothing|Everything|Someone|Everyone)\b|\b(?:am|is|was|are|were|has|had|have|did|does|feel|felt|got)\b"
 )
 _STAGES = {"precontemplation": (2, 4), "contemplation": (4, 6), "preparation": (6, 8), "action": (7, 9)}
 
