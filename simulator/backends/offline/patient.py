@@ -81,7 +81,7 @@ class PatientScript:
         """Whether this session already heard ``text`` from the patient (most of its wording)."""
         words = normalize(text).split()
         grams = {" ".join(words[i : i + 4]) for i in range(max(1, len(words) - 3))}
-        return sum(g in self.said for g in grams) >= 0.5 * len(grams)
+        return sum(f" {g} " in f" {self.said} " for g in grams) >= 0.5 * len(grams)
 
     def _fresh(self, items: list[str], index: int) -> str:
         """The item at ``index``, or the next one not yet said in this session ("" when all were)."""
@@ -112,7 +112,11 @@ class PatientScript:
         return lower_first(text, self.m.names)
 
     def feeling(self, which: int = 0) -> str:
-        return self.m.pick(self.m.feelings, 2 * self.n + which)
+        """This session's feelings (the check-in's first two), then ones not yet named."""
+        start = 2 * self.n + which
+        if which < 2:
+            return self.m.pick(self.m.feelings, start)
+        return self._fresh(self.m.feelings, start) or self.m.pick(self.m.feelings, start)
 
     def problem(self, index: int = 0) -> str:
         return self._lower(
@@ -182,7 +186,7 @@ class PatientScript:
         return [self.situation(later=2), f"I felt {self.feeling(2)}."]
 
     def _thought(self) -> list[str]:
-        return [f'The thought was, "{_sentence(self.thought())}"', f"Then I felt {self.feeling(1)}."]
+        return [f'The thought was, "{_sentence(self.thought())}"', f"Then I felt {self.feeling(2)}."]
 
     def _evidence(self) -> list[str]:
         return [
@@ -264,13 +268,13 @@ class PatientScript:
 
     def _feelings(self) -> list[str]:
         situation = self.situation(later=1)
-        return [situation, f"It leaves me {self.feeling(1)}."]
+        return [situation, f"It leaves me {self.feeling(2)}."]
 
     def _meaning(self) -> list[str]:
         return [f"Maybe that {self._lower(self.belief())}.", "That's hard to say out loud."]
 
     def _self(self) -> list[str]:
-        return [f"I go {self.feeling(2)}, and quiet.", self._share()[0]]
+        return [f"I get {self.feeling(2)}, then quiet.", self._share()[0]]
 
     def _needs(self) -> list[str]:
         return [f"I think I need to {self.goal()}." if self.m.goals else "Some room to breathe, maybe."]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from simulator.backends.offline.material import material_of
 from simulator.backends.offline.modalities import asked
 from simulator.backends.offline.script import TECHNIQUES, Scene, sentences, strip_end
-from simulator.backends.offline.voice import first_to_third, second_to_third
+from simulator.backends.offline.voice import first_to_third, second_to_third, strip_fillers
 from simulator.protocol import ChatMessage
 from simulator.summary import SUMMARY_SECTIONS, format_sections
 
@@ -26,7 +26,7 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
     pronouns = material_of(scene.patient).pronouns
 
     def reported(sentence: str) -> str:
-        text = first_to_third(strip_end(sentence), pronouns)
+        text = first_to_third(strip_end(strip_fillers(sentence)), pronouns)
         if pronouns.subject == "they":  # "Drew believe" would break agreement: keep "they"
             return _capital(text)
         return _capital(re.sub(rf"^{pronouns.subject}\b(?!')", name, text, flags=re.I))

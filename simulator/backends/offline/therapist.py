@@ -48,6 +48,13 @@ HOMEWORK = (
 )
 """How the therapist names last session's homework instead of quoting the summary's 'he'."""
 
+OPEN_QUESTIONS = (
+    "What else feels important to talk about today?",
+    "What would you like me to understand about that?",
+    "Is there anything we haven't touched on yet?",
+)
+"""For a session that runs past its script."""
+
 NONE = "None this session"
 _VERB = re.compile(
     r"^(?:you|it|they|there|this|that|he|she|we)\b|\b(?:is|was|are|were|am|have|has|had|do|did|can|could"
@@ -55,6 +62,12 @@ _VERB = re.compile(
     re.IGNORECASE,
 )
 """Whether a reflection is a clause ("you felt ...") rather than a bare phrase ("guilt at work")."""
+
+
+def _frame_words(frame: str) -> str:
+    """A reflection frame's own words ("and that's a lot to carry"), to say each once a session."""
+    own = max(re.split(r"\{[rR]\}", frame), key=len).strip(" .,").lower()
+    return own or "\0"
 
 
 def is_closing(text: str, name: str) -> bool:
@@ -111,7 +124,7 @@ class TherapistScript:
         index = self.turn - (2 if self.homework else 1)
         if self.regenerating:  # a guard rejected the first try: take the conversation elsewhere
             index = self.rng.randrange(len(steps))
-        return self._ask(steps[index % len(steps)])
+        return f"{self._reflection()} {self._question(index)}"
 
     def _fill(self, text: str) -> str:
         m = self.material
@@ -119,8 +132,15 @@ class TherapistScript:
         problem = first_to_second(lower_first(m.problems[0] if m.problems else m.topic))
         return text.format(topic=first_to_second(lower_first(m.topic)), goal=goal, problem=problem)
 
-    def _ask(self, step: Step) -> str:
-        return f"{self._reflection()} {self._fill(self.rng.choice(step.asks))}"
+    def _question(self, index: int) -> str:
+        """The step at ``index`` in one of its wordings not yet asked this session; past the end of
+        the script, the next step with one left, else an open question."""
+        steps = self.steps
+        for step in [steps[(index + k) % len(steps)] for k in range(len(steps))]:
+            fresh = [q for q in (self._fill(a) for a in step.asks) if q.lower() not in self.own]
+            if fresh:
+                return self.rng.choice(fresh)
+        return self.rng.choice([q for q in OPEN_QUESTIONS if q.lower() not in self.own] or OPEN_QUESTIONS)
 
     def _reflection(self) -> str:
         """The patient's last words said back: one of its statements, without fillers, as 'you'."""
@@ -136,7 +156,8 @@ class TherapistScript:
         if not fresh or self.regenerating:
             return self.rng.choice(["Okay.", "Thank you.", "Mm."])
         said = self.rng.choice([r for r in fresh if words(r) >= 8] or fresh)
-        frame = self.rng.choice(REFLECTIONS[self.modality]) if _VERB.search(said) else "So, {r}."
+        frames = [f for f in REFLECTIONS[self.modality] if _frame_words(f) not in self.own]
+        frame = self.rng.choice(frames or REFLECTIONS[self.modality]) if _VERB.search(said) else "So, {r}."
         return frame.format(r=said, R=said[:1].upper() + said[1:])
 
     def _check_in(self) -> str:

@@ -12,6 +12,14 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
+from simulator.backends.offline.lexicon import (
+    ADVERBS,
+    AFTER_OBJECT_YOU,
+    NOT_PRESENT,
+    OBJECTS,
+    VERBS_AFTER_AND,
+)
+
 Person = Literal["first", "second", "third"]
 
 
@@ -71,259 +79,9 @@ AGREEMENT: tuple[tuple[str, str, str], ...] = (
 )
 """Verb forms that agree with the subject; other present-tense verbs take -s after he / she."""
 
-_ADVERBS = frozenset(
-    [
-        "really",
-        "just",
-        "never",
-        "always",
-        "also",
-        "still",
-        "often",
-        "usually",
-        "sometimes",
-        "only",
-        "even",
-        "actually",
-        "probably",
-        "almost",
-        "already",
-        "barely",
-        "rarely",
-        "then",
-        "mostly",
-        "generally",
-        "truly",
-        "finally",
-        "hardly",
-    ]
-)
-_NOT_PRESENT = frozenset(
-    [
-        "can",
-        "could",
-        "will",
-        "would",
-        "should",
-        "might",
-        "must",
-        "may",
-        "shall",
-        "ought",
-        "was",
-        "were",
-        "had",
-        "did",
-        "said",
-        "found",
-        "felt",
-        "went",
-        "got",
-        "kept",
-        "made",
-        "took",
-        "thought",
-        "knew",
-        "came",
-        "saw",
-        "told",
-        "left",
-        "ate",
-        "fell",
-        "forgot",
-        "began",
-        "became",
-        "brought",
-        "bought",
-        "caught",
-        "chose",
-        "drove",
-        "gave",
-        "grew",
-        "heard",
-        "held",
-        "hid",
-        "hurt",
-        "lost",
-        "meant",
-        "met",
-        "paid",
-        "put",
-        "ran",
-        "read",
-        "sent",
-        "set",
-        "slept",
-        "sold",
-        "spent",
-        "stood",
-        "taught",
-        "understood",
-        "woke",
-        "wrote",
-        "won",
-        "wore",
-        "let",
-        "cut",
-        "quit",
-        "sat",
-        "spoke",
-        "broke",
-        "stuck",
-    ]
-)
-_VERBS_AFTER_AND = frozenset(
-    [
-        "feels",
-        "follows",
-        "brushes",
-        "mentions",
-        "discusses",
-        "talks",
-        "worries",
-        "thinks",
-        "wants",
-        "needs",
-        "tries",
-        "says",
-        "knows",
-        "keeps",
-        "gets",
-        "goes",
-        "has",
-        "is",
-        "does",
-        "takes",
-        "makes",
-        "avoids",
-        "copes",
-        "holds",
-        "believes",
-        "hopes",
-        "finds",
-        "spends",
-        "stays",
-        "works",
-        "lives",
-        "struggles",
-        "fears",
-        "blames",
-        "doubts",
-        "misses",
-        "hates",
-        "loves",
-        "likes",
-        "drinks",
-        "uses",
-        "sleeps",
-        "wakes",
-        "skips",
-        "cancels",
-        "replays",
-        "drafts",
-        "wonders",
-        "hides",
-        "gives",
-        "drives",
-        "answers",
-        "helps",
-        "comes",
-        "grows",
-        "loses",
-        "sees",
-        "leaves",
-        "becomes",
-        "falls",
-        "undergoes",
-        "criticizes",
-        "feel",
-        "worry",
-        "think",
-        "want",
-        "need",
-        "try",
-        "say",
-        "know",
-        "keep",
-        "get",
-        "go",
-        "have",
-        "do",
-        "take",
-        "make",
-        "avoid",
-        "cope",
-        "hold",
-        "believe",
-        "hope",
-        "find",
-        "spend",
-        "stay",
-        "work",
-        "live",
-        "struggle",
-        "fear",
-        "blame",
-        "doubt",
-        "miss",
-        "hate",
-        "love",
-        "like",
-        "drink",
-        "use",
-        "sleep",
-        "wake",
-        "skip",
-        "cancel",
-        "replay",
-        "draft",
-        "wonder",
-        "hide",
-        "give",
-        "drive",
-        "answer",
-        "help",
-        "lose",
-        "see",
-        "leave",
-        "become",
-        "fall",
-        "undergo",
-        "criticize",
-        "come",
-        "grow",
-        "follow",
-        "brush",
-        "mention",
-        "discuss",
-        "talk",
-    ]
-)
 _AGREEING = frozenset(form for row in AGREEMENT for form in row if " " not in form and form[0] != "'")
 _CONJUNCTIONS = frozenset({"and", "but", "or", "then"})
 _LINKING = r"to|and|or|about|for|that|when|because|if|at|in|with|as|so|but|again|anymore|too"
-_AFTER_OBJECT_YOU = frozenset(
-    [
-        "to",
-        "for",
-        "with",
-        "at",
-        "about",
-        "on",
-        "of",
-        "from",
-        "tell",
-        "told",
-        "help",
-        "let",
-        "make",
-        "asked",
-        "give",
-        "show",
-        "thank",
-        "see",
-    ]
-)
 _TOKEN = re.compile(r"^([\"'“‘(]*)(.*?)([\"”’),.;:!?]*)$")
 
 
@@ -339,7 +97,7 @@ def _agree(verb: str, person: str) -> str | None:
         if verb in row:
             return row[column]
     past = verb.endswith("ed") and not verb.endswith("eed")  # "need", "succeed" are present
-    if verb in _NOT_PRESENT or not re.fullmatch(r"[a-z]+", verb) or past or verb.endswith(("ing", "ly")):
+    if verb in NOT_PRESENT or not re.fullmatch(r"[a-z]+", verb) or past or verb.endswith(("ing", "ly")):
         return None
     base = _base(verb)
     if column != 2:
@@ -355,14 +113,14 @@ def _after_conjunction(out: list[str]) -> bool:
     """Whether the next word follows "and" / "but" (an adverb between allowed): a verb there
     shares the sentence's subject ("I miss work and feel guilty")."""
     words = [w.lower() for w in out[-2:]]
-    if words and (words[-1] in _ADVERBS or words[-1].endswith("ly")):
+    if words and (words[-1] in ADVERBS or words[-1].endswith("ly")):
         words = words[:-1]
     return bool(words) and words[-1] in _CONJUNCTIONS
 
 
 def is_verb(word: str) -> bool:
     """Whether ``word`` is one of the verbs persona prose uses without a subject ("Avoids ...")."""
-    return word in _VERBS_AFTER_AND or word in _AGREEING
+    return word in VERBS_AFTER_AND or word in _AGREEING
 
 
 def _base(verb: str) -> str:
@@ -445,7 +203,7 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
                 ends_clause = trail != "" or not nxt or re.fullmatch(_LINKING, nxt) is not None
                 case = "object" if ends_clause else "possessive"
             elif low == "you" and src == "second":
-                case = "object" if prev in _AFTER_OBJECT_YOU or trail else "subject"
+                case = "object" if prev in AFTER_OBJECT_YOU or trail else "subject"
             elif low == "his" and (trail or not nxt):
                 case = "absolute"
             elif case == "object" and nxt in ("has", "is", "was") and prev in ("like", "that", ""):
@@ -455,7 +213,7 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
             new = core if other else PRONOUNS[case][dst]
             pending = case == "subject"
             subject_seen = subject_seen or pending
-        elif pending and low == core and (low in _ADVERBS or low.endswith("ly")):
+        elif pending and low == core and (low in ADVERBS or low.endswith("ly")):
             out.append(token)
             continue
         elif pending and low == core:
@@ -471,7 +229,8 @@ def _convert_plain(text: str, table: dict[str, tuple[str, str]], src: str, dst: 
             subject_seen
             and _after_conjunction(out)
             and (
-                low in _VERBS_AFTER_AND | _AGREEING or (low.endswith("s") and nxt == "to")  # "and plans to"
+                low in VERBS_AFTER_AND | _AGREEING  # "and feels", "and dreads every message"
+                or (low.endswith("s") and not low.endswith("ss") and nxt in OBJECTS)
             )
         ):
             new = _agree(low, dst) or core
