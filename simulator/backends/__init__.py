@@ -45,6 +45,7 @@ def make_backend(config: RunConfig, name: str) -> ChatBackend:
             api_key=os.environ.get(config.api_key_env),
             api_key_env=config.api_key_env,
             retry=config.retry,
+            pool_size=config.concurrency,
         )
     limits = config.rate_limits
     if limits.requests_per_minute or limits.tokens_per_minute:
