@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from functools import lru_cache
 from typing import Literal
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "SUMMARY_SECTIONS",
     "RoleCheck",
     "SummaryCheck",
+    "TextMemo",
     "check_role",
     "clean_summary",
     "ends_mid_sentence",
@@ -223,6 +223,8 @@ strips its meta paragraph), while every other pair of turns in it scores 0.16 or
 
 _SHINGLE = 4
 _SHORT_TOKENS = 8  # below this many words, compare whole token sequences instead
+MEMO_LIMIT = 1024
+"""Texts one :class:`TextMemo` keeps; a session of 100 messages with regenerations stays under it."""
 
 
 def normalize(text: str) -> str:
@@ -233,18 +235,40 @@ def normalize(text: str) -> str:
     return text.strip()
 
 
-@lru_cache(maxsize=1024)
-def _tokens(text: str) -> tuple[str, ...]:
-    return tuple(normalize(text).split())
+class TextMemo:
+    """Each text's words and shingles, worked out once: a session compares every new message
+    with all its earlier ones. One memo per session, dropped with it (a global LRU thrashes
+    once more than about a hundred sessions run at once); bounded, oldest text out first."""
+
+    def __init__(self, limit: int = MEMO_LIMIT) -> None:
+        self.limit = limit
+        self._tokens: dict[str, tuple[str, ...]] = {}
+        self._shingles: dict[str, frozenset[tuple[str, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def tokens(self, text: str) -> tuple[str, ...]:
+        found = self._tokens.get(text)
+        if found is None:
+            found = tuple(normalize(text).split())
+            if len(self._tokens) >= self.limit:
+                oldest = next(iter(self._tokens))
+                del self._tokens[oldest]
+                self._shingles.pop(oldest, None)
+            self._tokens[text] = found
+        return found
+
+    def shingles(self, text: str) -> frozenset[tuple[str, ...]]:
+        found = self._shingles.get(text)
+        if found is None:
+            tokens = self.tokens(text)
+            found = frozenset(tokens[i : i + _SHINGLE] for i in range(len(tokens) - _SHINGLE + 1))
+            self._shingles[text] = found
+        return found
 
 
-@lru_cache(maxsize=1024)
-def _shingles(text: str) -> frozenset[tuple[str, ...]]:
-    tokens = _tokens(text)
-    return frozenset(tokens[i : i + _SHINGLE] for i in range(len(tokens) - _SHINGLE + 1))
-
-
-def similarity(a: str, b: str) -> float:
+def similarity(a: str, b: str, memo: TextMemo | None = None) -> float:
     """How much of the shorter message the other already says, in [0, 1].
 
     For messages of a few words it is the difflib ratio of their word sequences. Otherwise it is
@@ -253,28 +277,33 @@ def similarity(a: str, b: str) -> float:
     count as repeating a whole message. Containment rather than a plain ratio because LLM loops
     recycle an earlier message's paragraphs around a new middle (see the reference session).
     """
-    ta, tb = _tokens(a), _tokens(b)
+    memo = memo if memo is not None else TextMemo()
+    ta, tb = memo.tokens(a), memo.tokens(b)
     if not ta or not tb:
         return 1.0 if ta == tb else 0.0
     short, long_ = sorted((len(ta), len(tb)))
     if short < _SHORT_TOKENS:
         return SequenceMatcher(None, ta, tb, autojunk=False).ratio()
-    sa, sb = _shingles(a), _shingles(b)
+    sa, sb = memo.shingles(a), memo.shingles(b)
     contained = len(sa & sb) / min(len(sa), len(sb))
     damping = min(1.0, short / (0.5 * long_))
     return contained * damping
 
 
 def find_repeat(
-    text: str, earlier: Sequence[str], threshold: float = DEFAULT_REPETITION_THRESHOLD
+    text: str,
+    earlier: Sequence[str],
+    threshold: float = DEFAULT_REPETITION_THRESHOLD,
+    memo: TextMemo | None = None,
 ) -> int | None:
     """Index of the earlier message ``text`` most resembles, if at or above ``threshold``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"repetition threshold must be in (0, 1], got {threshold}")
+    memo = memo if memo is not None else TextMemo()
     best_index: int | None = None
     best_score = threshold
     for index, previous in enumerate(earlier):
-        score = similarity(text, previous)
+        score = similarity(text, previous, memo)
         if score >= best_score and (best_index is None or score > best_score):
             best_index, best_score = index, score
     return best_index

@@ -160,6 +160,7 @@ class SessionRunner:
         self.backend = backend
         self.record = record
         self.guards = config.guards
+        self.memo = guards.TextMemo()
         self.phrases = {
             "Therapist": compile_phrases(config.end_phrases.therapist),
             "Patient": compile_phrases(config.end_phrases.patient),
@@ -293,12 +294,15 @@ class SessionRunner:
                 None
                 if goodbye
                 else guards.find_repeat(
-                    candidate.text, [m.content for m in earlier], self.guards.repetition_threshold
+                    candidate.text,
+                    [m.content for m in earlier],
+                    self.guards.repetition_threshold,
+                    self.memo,
                 )
             )
             if hit is not None:
                 repeated = earlier[hit]
-                score = guards.similarity(candidate.text, repeated.content)
+                score = guards.similarity(candidate.text, repeated.content, self.memo)
                 repeat = RepetitionLoop(
                     speaker, len(self.record.messages), repeated.index, score, candidate.text
                 )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
+from simulator import guards
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
     SUMMARY_SECTIONS,
+    TextMemo,
     check_role,
     clean_summary,
     ends_mid_sentence,
@@ -228,13 +229,26 @@ def test_normalize() -> None:
     assert normalize("  It’s  GREAT, isn't it?\n") == "its great isnt it"
 
 
-def test_similarity_is_fast_enough() -> None:
+def test_a_session_memo_works_each_text_out_once_and_changes_no_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     turns = THERAPIST + PATIENT
-    start = time.perf_counter()
-    for _ in range(20):
-        for text in turns:
-            find_repeat(text + " x", turns)
-    assert time.perf_counter() - start < 1.0
+    expected = [find_repeat(text + " x", turns) for text in turns]
+    memo = TextMemo()
+    normalized: list[str] = []
+    real = guards.normalize
+    monkeypatch.setattr(guards, "normalize", lambda text: normalized.append(text) or real(text))
+    for _ in range(3):
+        assert [find_repeat(text + " x", turns, memo=memo) for text in turns] == expected
+    assert sorted(normalized) == sorted({*turns, *(text + " x" for text in turns)})
+
+
+def test_a_memo_is_bounded_oldest_text_out_first() -> None:
+    memo = TextMemo(limit=3)
+    for text in ("one two", "three four", "five six", "seven eight"):
+        memo.shingles(text)
+    assert len(memo) == 3
+    assert memo.tokens("seven eight") == ("seven", "eight")
 
 
 # ---- defect 3: stepping out of the role ----------------------------------------------------------

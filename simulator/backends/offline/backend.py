@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import weakref
 from collections.abc import Sequence
 
 from simulator.backends.offline.voice import (
@@ -59,10 +60,19 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _tokens(messages: Sequence[ChatMessage], reply: str) -> Usage:
-    prompt = sum(_words(m.content) for m in messages)
+def _counted(text: str, counts: dict[str, int]) -> int:
+    found = counts.get(text)
+    if found is None:
+        found = counts[text] = _words(text)
+    return found
+
+
+def _tokens(messages: Sequence[ChatMessage], reply: str, counts: dict[str, int]) -> Usage:
+    """Usage as a server would report it, from word counts (each message counted once a session)."""
+    prompt = sum(_counted(m.content, counts) for m in messages)
     return Usage(
-        prompt_tokens=int(prompt * 1.3) + 4 * len(messages), completion_tokens=int(_words(reply) * 1.3) + 1
+        prompt_tokens=int(prompt * 1.3) + 4 * len(messages),
+        completion_tokens=int(_counted(reply, counts) * 1.3) + 1,
     )
 
 
@@ -93,6 +103,16 @@ class OfflineBackend:
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = 0 if seed is None else seed
+        self._word_counts: dict[int, dict[str, int]] = {}
+
+    def _counts(self, scene: Scene) -> dict[str, int]:
+        """The word counts of one session's messages; dropped when its scene is."""
+        key = id(scene)
+        counts = self._word_counts.get(key)
+        if counts is None:
+            counts = self._word_counts[key] = {}
+            weakref.finalize(scene, self._word_counts.pop, key, None)
+        return counts
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         await asyncio.sleep(0)  # yield, so --concurrency interleaves personas as a real backend does
@@ -115,7 +135,7 @@ class OfflineBackend:
             content=text,
             model=OFFLINE_MODEL,
             finish_reason="stop",
-            usage=_tokens(request.messages, text),
+            usage=_tokens(request.messages, text, self._counts(scene)),
             latency_s=0.0,
             request_id=None,
         )
