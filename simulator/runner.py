@@ -455,7 +455,10 @@ class Runner:
             record.error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
             self._keep(_closed(record, ERROR, record.error))
             raise
-        self._keep(record)
+        # Written in a thread: its fsync would otherwise stall every request in flight. If the
+        # run is stopped meanwhile, the thread still finishes the file and resume indexes it.
+        await asyncio.to_thread(self.store.write_session, record)
+        self.state.record(record)
         return record.status == "complete"
 
     def _keep(self, record: SessionRecord) -> None:
