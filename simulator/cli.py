@@ -11,13 +11,19 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from simulator import __version__, commands
+from simulator import __version__
 from simulator.errors import InputError, SimulatorError
-from simulator.importers import FORMATS, import_file, write_personas
+from simulator.lazy import LazyChoice, lazy_module
+
+if TYPE_CHECKING:
+    from simulator import commands, importers
+else:  # imported on first use: `simulator --help` needs neither pydantic, jinja2, rich nor the SDK
+    commands = lazy_module("simulator.commands")
+    importers = lazy_module("simulator.importers")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -151,7 +157,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 
 
 @main.command("import")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
+@click.argument("fmt", metavar="FORMAT", type=LazyChoice(lambda: importers.FORMATS))
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite persona files that already exist.")
@@ -159,7 +165,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
     """Convert third-party persona data in FILE (FORMAT: patient-psi, talkdep, consistent-mi,
     eeyore) into one patient persona YAML file per record in --out."""
-    for path in write_personas(import_file(fmt, file), out_dir, force=force):
+    for path in importers.write_personas(importers.import_file(fmt, file), out_dir, force=force):
         click.echo(str(path))
 
 

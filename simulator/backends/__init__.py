@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from simulator.backends.cache import CachedBackend
-from simulator.backends.offline import OfflineBackend
-from simulator.backends.ratelimit import RateLimitedBackend
 from simulator.config import RunConfig
 from simulator.protocol import ChatBackend
 
@@ -34,6 +31,12 @@ def choose_backend(config: RunConfig) -> str:
 
 
 def make_backend(config: RunConfig, name: str) -> ChatBackend:
+    """The backend with its wrappers. Each is imported here, when a run needs it, so that
+    commands which never call a model (``validate``, ``merge``) do not load them."""
+    from simulator.backends.cache import CachedBackend
+    from simulator.backends.offline import OfflineBackend
+    from simulator.backends.ratelimit import RateLimitedBackend
+
     backend: ChatBackend
     if name == "offline":
         backend = OfflineBackend(seed=config.seed)
