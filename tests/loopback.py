@@ -235,7 +235,7 @@ def default_handler(request: RecordedRequest) -> Reply:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # benchmarks open hundreds of connections at once
     owner: LoopbackServer
 
 
