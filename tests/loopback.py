@@ -35,7 +35,9 @@ __all__ = [
     "bad_request",
     "completion",
     "context_length_exceeded",
+    "cut_off",
     "default_handler",
+    "drip",
     "error_reply",
     "hang",
     "insufficient_quota",
@@ -65,6 +67,8 @@ class RecordedRequest:
     """The parsed JSON body (``None`` if it was not JSON)."""
     index: int
     """0 for the first request this server received, then 1, 2, ..."""
+    raw: bytes = b""
+    """The body exactly as it arrived."""
 
     @property
     def json(self) -> dict[str, Any]:
@@ -79,6 +83,8 @@ class Reply(NamedTuple):
     body: Any = None
     delay_s: float = 0.0
     """Wait this long before answering; if the server stops meanwhile, drop the connection."""
+    drip_s: float = 0.0
+    """Send the body one byte at a time, this long apart (the headers promise all of it)."""
 
 
 Handler = Callable[[RecordedRequest], Reply | tuple[int, Mapping[str, str], Any]]
@@ -204,6 +210,21 @@ def hang(seconds: float = 2.0, then: Reply | None = None) -> Reply:
     return late._replace(delay_s=seconds)
 
 
+def cut_off(reply: Reply | None = None, *, keep: float = 0.5) -> Reply:
+    """``reply`` (a completion by default) with its JSON body cut after ``keep`` of its bytes,
+    sent whole as far as HTTP goes (as a proxy that truncated it would): a 200 that does not parse."""
+    whole = reply or completion("This reply will not arrive whole.")
+    payload = json.dumps(whole.body).encode()
+    headers = {**whole.headers, "Content-Type": "application/json"}
+    return whole._replace(headers=headers, body=payload[: max(1, int(len(payload) * keep))])
+
+
+def drip(reply: Reply | None = None, *, every_s: float = 0.05) -> Reply:
+    """``reply`` (a completion by default) with its body sent one byte every ``every_s``: each
+    read gets a byte in time, so only a deadline on the whole request ends it early."""
+    return (reply or completion("This reply arrives one byte at a time."))._replace(drip_s=every_s)
+
+
 def default_handler(request: RecordedRequest) -> Reply:
     """A deterministic reply that quotes the last message, with plausible usage numbers."""
     body = request.json
@@ -275,7 +296,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = None
         headers = {name.lower(): value for name, value in self.headers.items()}
         owner = self.server.owner
-        request = owner._record(self.command, self.path, headers, body)
+        request = owner._record(self.command, self.path, headers, body, raw)
         if self.path.rstrip("/") != CHAT_PATH:
             self._send(error_reply(404, f"no route for POST {self.path}"))
             return
@@ -301,10 +322,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if reply.drip_s > 0:
+                self._drip(payload, reply.drip_s)
+            else:
+                self.wfile.write(payload)
             self.wfile.flush()
         except OSError:  # the client gave up (timeout) and closed the socket
             self.close_connection = True
+
+    def _drip(self, payload: bytes, every_s: float) -> None:
+        self.wfile.flush()
+        for index in range(len(payload)):
+            if self.server.owner._stopping.wait(every_s):
+                self.close_connection = True
+                return
+            self.wfile.write(payload[index : index + 1])
+            self.wfile.flush()
 
 
 class LoopbackServer:
@@ -385,9 +418,11 @@ class LoopbackServer:
             else:
                 self._connections.discard(connection)
 
-    def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> RecordedRequest:
+    def _record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, raw: bytes = b""
+    ) -> RecordedRequest:
         with self._lock:
-            request = RecordedRequest(method, path, headers, body, self._count)
+            request = RecordedRequest(method, path, headers, body, self._count, raw)
             self._count += 1
             if self.record:
                 self._requests.append(request)

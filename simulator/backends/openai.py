@@ -51,6 +51,7 @@ SERVER_TEXT_LIMIT = 300
 """Characters of the server's own error message quoted in ours."""
 
 _PARAM_ORDER = ("temperature", "top_p", "seed", "stop", "max_tokens")
+_SDK_ORDER = ("max_completion_tokens", "max_tokens", "seed", "stop", "temperature", "top_p")
 _CONTEXT_LENGTH = re.compile(
     r"context[_ ]length|maximum context|context window|prompt is too long", re.IGNORECASE
 )
@@ -101,12 +102,7 @@ class OpenAIBackend:
                 f"or set `roles.{role}.model` in the config",
             )
         urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [message.as_dict() for message in request.messages],
-            **_sampling_params(settings),
-            **_extra_body(settings),
-        }
+        body = _request_body(model, request, settings)
         tried: list[str] = []
 
         async def attempt(number: int) -> ChatReply:
@@ -271,6 +267,16 @@ def _sampling_params(settings: RoleSettings) -> dict[str, Any]:
     return params
 
 
+def _request_body(model: str, request: ChatRequest, settings: RoleSettings) -> dict[str, Any]:
+    """The chat-completions body, built once per request: its keys in the order the SDK's
+    ``create`` puts them, then ``extra_body``, so the bytes sent are what the SDK sent."""
+    sampling = sorted(_sampling_params(settings).items(), key=lambda item: _SDK_ORDER.index(item[0]))
+    body: dict[str, Any] = {"model": model, "messages": [m.as_dict() for m in request.messages]}
+    body.update(sampling)
+    body.update(_extra_body(settings))
+    return body
+
+
 def _extra_body(settings: RoleSettings) -> dict[str, Any]:
     """``extra_body`` minus anything ``omit_params`` says the server rejects."""
     omitted: set[str] = set(settings.omit_params)
@@ -292,16 +298,24 @@ def _json_object(response: httpx2.Response) -> dict[str, Any]:
         data = json.loads(content)
     except ValueError as exc:
         if content.lstrip()[:1] in (b"{", b"["):
-            size = len(content)
-            at = exc.pos if isinstance(exc, json.JSONDecodeError) else size
-            where = "cut off" if at >= len(content.rstrip()) else f"malformed at byte {at}"
-            raise CutOffReply(f"its JSON body is {where} ({size} bytes received)") from None
+            raise CutOffReply(
+                f"its JSON body is {_breakage(exc, content)} ({len(content)} bytes received)"
+            ) from None
         data = None
     if not isinstance(data, dict):
         raise openai.APIResponseValidationError(
             response, response.text[:SERVER_TEXT_LIMIT], message="the body is not a JSON object"
         )
     return data
+
+
+def _breakage(exc: ValueError, content: bytes) -> str:
+    """``cut off`` when the parser ran out of text (inside a string, or at the very end)."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return "not valid UTF-8"
+    if exc.msg.startswith("Unterminated string") or exc.pos >= len(content.rstrip()):
+        return "cut off"
+    return f"malformed at byte {exc.pos}"
 
 
 def _reply(
