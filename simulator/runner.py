@@ -24,6 +24,7 @@ from typing import Any
 from simulator import __version__
 from simulator.config import RunConfig
 from simulator.errors import InputError, RunStateError, SimulatorError
+from simulator.gcpolicy import run_collector
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
@@ -397,7 +398,8 @@ class Runner:
             self.finish("complete")
             return 0
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            with run_collector():
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             await self._stop(tasks)
             self.finish("interrupted")
