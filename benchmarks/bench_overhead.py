@@ -116,7 +116,7 @@ def peak_rss_bytes() -> int:
 async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     import simulator.backends.openai  # noqa: F401  (imported before the clock starts, as in the loops)
     from simulator import commands
-    from simulator.runner import SessionEvent
+    from simulator.state import SessionEvent
 
     personas = write_personas(work / "personas", args.personas)
     samples: list[tuple[int, int, int]] = []

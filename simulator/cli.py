@@ -8,26 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from simulator import __version__
-from simulator.errors import InputError, SimulatorError
+from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.lazy import LazyChoice, lazy_module
 
 if TYPE_CHECKING:
-    from simulator import commands, importers
+    from simulator import backends, commands, importers
 else:  # imported on first use: `simulator --help` needs neither pydantic, jinja2, rich nor the SDK
+    backends = lazy_module("simulator.backends")
     commands = lazy_module("simulator.commands")
     importers = lazy_module("simulator.importers")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_INTERRUPTED = 130
+
+class _StderrLines(logging.Handler):
+    """The library's log lines (notices, what resume repaired) as ``simulator: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"simulator: {record.getMessage()}", err=True)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("simulator")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.INFO))
 
 
 def _fail_input(exc: InputError) -> None:
@@ -53,6 +70,69 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+SHOW_CURSOR = "\x1b[?25h"
+"""Sent before quitting at once from a terminal: the live display hides the cursor."""
+
+
+class _Stop:
+    """Ctrl-C (or SIGTERM) handling for a run: the first one cancels the run, which stops
+    starting sessions and writes the ones in flight as interrupted; a second one ends the
+    process at once. Whatever instant it lands, the folder stays resumable: files are
+    atomic, and resume reconciles run.json with them."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signals = 0
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        installed: list[signal.Signals] = []
+        for signum in self.SIGNALS:
+            try:
+                loop.add_signal_handler(signum, self._on_signal, task)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signals here: asyncio.run's own handling
+            installed.append(signum)
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, task: asyncio.Task[Any] | None) -> None:
+        self.signals += 1
+        if self.signals > 1 or task is None:
+            if sys.stderr.isatty():
+                sys.stderr.write(SHOW_CURSOR)
+            click.echo("simulator: stopped at once; `simulator resume RUN_DIR` finishes the run", err=True)
+            os._exit(EXIT_INTERRUPTED)
+        click.echo(
+            "simulator: stopping: writing the sessions in flight as interrupted (Ctrl-C again to quit at once)",
+            err=True,
+        )
+        task.cancel()
+
+
+def run_async(work: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run`` for a command, with Ctrl-C and SIGTERM handled as :class:`_Stop` says;
+    a stopped run raises KeyboardInterrupt, which :func:`handles_errors` makes exit 130."""
+
+    async def main() -> int:
+        stop = _Stop()
+        with stop.installed():
+            try:
+                return await work
+            except asyncio.CancelledError:
+                if stop.signals:
+                    raise KeyboardInterrupt from None
+                raise
+
+    return asyncio.run(main())
+
+
 def run_options(func: F) -> F:
     """Flags shared by ``run`` and ``replay``; a flag left out defers to the config file."""
     options = [
@@ -64,7 +144,7 @@ def run_options(func: F) -> F:
             "--config", "config_file", type=click.Path(path_type=Path), help="Run settings in YAML."
         ),
         click.option("--prompts", type=click.Path(path_type=Path), help="Directory of template overrides."),
-        click.option("--backend", type=click.Choice(["offline", "openai"]), help="Chat backend."),
+        click.option("--backend", type=LazyChoice(lambda: backends.BACKENDS), help="Chat backend."),
         click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)."),
         click.option("--model", help="Model for every role."),
         click.option("--therapist-model", help="Model for the therapist."),
@@ -95,6 +175,7 @@ def run_options(func: F) -> F:
 @click.version_option(__version__, prog_name="simulator")
 def main() -> None:
     """Generate synthetic therapy-session series from persona files and prompt templates."""
+    _log_to_stderr()
 
 
 @main.command()
@@ -108,7 +189,7 @@ def main() -> None:
 @handles_errors
 def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | None, **flags: Any) -> None:
     """Generate a series of sessions for each patient PERSONA file."""
-    code = asyncio.run(commands.run(list(personas), config_file, flags, progress=progress))
+    code = run_async(commands.run(list(personas), config_file, flags, progress=progress))
     sys.exit(code)
 
 
@@ -121,7 +202,7 @@ def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | N
 @handles_errors
 def resume(run_dir: Path, concurrency: int | None, progress: bool | None) -> None:
     """Finish an interrupted or failed run; completed sessions are not touched."""
-    sys.exit(asyncio.run(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
+    sys.exit(run_async(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
 
 
 @main.command()
@@ -141,7 +222,7 @@ def replay(
     **flags: Any,
 ) -> None:
     """New run that regenerates session K (and --sessions N onward) from RUN_DIR's summary of K-1."""
-    code = asyncio.run(
+    code = run_async(
         commands.replay(run_dir, persona_id, session_number, config_file, flags, progress=progress)
     )
     sys.exit(code)

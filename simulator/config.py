@@ -114,7 +114,8 @@ class RunConfig(_Settings):
     previous_summary: Path | None = None
     therapist: Path | None = None
     prompts: Path | None = None
-    backend: Literal["offline", "openai"] | None = None
+    backend: str | None = None
+    """A name in :data:`simulator.backends.BACKENDS`; None chooses by the environment."""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     model: str | None = None
@@ -142,6 +143,15 @@ class RunConfig(_Settings):
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str | None) -> str | None:
+        from simulator.backends import BACKENDS  # the registry imports this module
+
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {value!r}")
+        return value
 
     @field_validator("shard")
     @classmethod

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import RunStateError
+from simulator.layout import LOCK_FILE, PARTIAL, RUN_FILE, session_stem
 from simulator.records import SessionRecord
-from simulator.transcript import format_transcript, session_stem
+from simulator.transcript import format_transcript
 
 try:
     import fcntl
@@ -31,9 +32,6 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 """What ``open()`` would have made; ``mkstemp`` makes 0600, too tight for shared datasets."""
 
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
-PARTIAL = ".partial"
 TMP_SUFFIX = ".tmp"
 
 
@@ -112,6 +110,10 @@ class RunStore:
             raise RunStateError(path, "session not found (not completed in this run)") from None
         except ValueError as exc:
             raise RunStateError(path, f"damaged session record: {exc}") from None
+
+    def write_input(self, path: Path, text: str) -> None:
+        """One file of the run's input snapshot (see :mod:`simulator.layout` for where)."""
+        atomic_write(path, text, sync=False)
 
     def write_run(self, data: dict[str, Any]) -> None:
         atomic_write(self.run_file, to_json(data), sync=False)

@@ -229,18 +229,24 @@ def test_normalize() -> None:
     assert normalize("  It’s  GREAT, isn't it?\n") == "its great isnt it"
 
 
-def test_a_session_memo_works_each_text_out_once_and_changes_no_answer(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_repetition_check_normalizes_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard compares every new message with all earlier ones, every turn: with the
+    session's memo each distinct text is normalized once, not once per comparison (what keeps
+    long sessions fast), and the answers are the same as without it."""
     turns = THERAPIST + PATIENT
     expected = [find_repeat(text + " x", turns) for text in turns]
     memo = TextMemo()
-    normalized: list[str] = []
+    calls: list[str] = []
     real = guards.normalize
-    monkeypatch.setattr(guards, "normalize", lambda text: normalized.append(text) or real(text))
-    for _ in range(3):
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(guards, "normalize", counting)
+    for _ in range(20):
         assert [find_repeat(text + " x", turns, memo=memo) for text in turns] == expected
-    assert sorted(normalized) == sorted({*turns, *(text + " x" for text in turns)})
+    assert len(calls) == len(set(turns) | {text + " x" for text in turns})
 
 
 def test_a_memo_is_bounded_oldest_text_out_first() -> None:
