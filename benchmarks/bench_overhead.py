@@ -231,7 +231,7 @@ class _SdkLoop:
     def __init__(self, url: str) -> None:
         import openai
 
-        self.client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+        self.client = openai.AsyncOpenAI(base_url=url, api_key="bench")
 
     async def __aenter__(self) -> Ask:
         async def ask(model: str, messages: list[dict[str, str]]) -> str:

@@ -267,6 +267,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def setup(self) -> None:
+        self.timeout = self.server.owner.idle_timeout_s
         super().setup()
         self.server.owner._track(self.connection, add=True)
 
@@ -351,8 +352,10 @@ class LoopbackServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        idle_timeout_s: float = IDLE_CONNECTION_TIMEOUT_S,
     ) -> None:
         self.handler: Handler = handler or default_handler
+        self.idle_timeout_s = idle_timeout_s
         self.latency_s = latency_s
         self.record = record
         self._lock = threading.Lock()
