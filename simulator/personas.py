@@ -52,8 +52,9 @@ class _Persona(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str | None) -> str | None:
-        if value is not None and not ID_PATTERN.fullmatch(value):
-            raise ValueError(f"invalid id {value!r}: use 1-64 lowercase letters, digits, '_' or '-'")
+        problem = None if value is None else _id_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property

@@ -267,8 +267,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def setup(self) -> None:
-        self.timeout = self.server.owner.idle_timeout_s
         super().setup()
+        self.connection.settimeout(self.server.owner.idle_timeout_s)
         self.server.owner._track(self.connection, add=True)
 
     def finish(self) -> None:

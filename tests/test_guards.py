@@ -8,20 +8,17 @@ from pathlib import Path
 import pytest
 
 from simulator import guards
+from simulator import text as text_module
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
-    SUMMARY_SECTIONS,
     TextMemo,
     check_role,
-    clean_summary,
-    ends_mid_sentence,
     find_repeat,
     join_continuation,
-    normalize,
     similarity,
-    split_sentences,
-    trim_to_last_sentence,
 )
+from simulator.summary import SUMMARY_SECTIONS, clean_summary
+from simulator.text import ends_mid_sentence, normalize, split_sentences, trim_to_last_sentence
 
 REFERENCE = (Path(__file__).parent / "data" / "reference_session_08.txt").read_text(encoding="utf-8")
 THERAPIST_NAMES = ("Nova", "Marcus Thompson")
@@ -237,7 +234,7 @@ def test_repetition_check_normalizes_each_message_once(monkeypatch: pytest.Monke
     expected = [find_repeat(text + " x", turns) for text in turns]
     memo = TextMemo()
     calls: list[str] = []
-    real = guards.normalize
+    real = text_module.normalize
 
     def counting(text: str) -> str:
         calls.append(text)

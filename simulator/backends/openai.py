@@ -33,7 +33,7 @@ import openai
 
 from simulator.backends.retry import TransientReply, call_with_retries
 from simulator.backends.transport import RequestTiming, http_client, timed
-from simulator.config import RetrySettings, RoleSettings
+from simulator.config import RetrySettings, RoleSettings, no_model_message
 from simulator.errors import InputError
 from simulator.protocol import ChatReply, ChatRequest, Usage
 
@@ -95,12 +95,7 @@ class OpenAIBackend:
         settings = request.settings
         model = settings.model
         if not model:
-            role = request.role
-            raise InputError(
-                None,
-                f"no model set for the {role}: pass --model or --{role}-model, "
-                f"or set `roles.{role}.model` in the config",
-            )
+            raise InputError(None, no_model_message([request.role]))
         urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
         body = _request_body(model, request, settings)
         tried: list[str] = []
