@@ -69,6 +69,8 @@ class RecordedRequest:
     """0 for the first request this server received, then 1, 2, ..."""
     raw: bytes = b""
     """The body exactly as it arrived."""
+    received_s: float = 0.0
+    """``time.perf_counter()`` when the server had read the request."""
 
     @property
     def json(self) -> dict[str, Any]:
@@ -425,7 +427,7 @@ class LoopbackServer:
         self, method: str, path: str, headers: dict[str, str], body: Any, raw: bytes = b""
     ) -> RecordedRequest:
         with self._lock:
-            request = RecordedRequest(method, path, headers, body, self._count, raw)
+            request = RecordedRequest(method, path, headers, body, self._count, raw, time.perf_counter())
             self._count += 1
             if self.record:
                 self._requests.append(request)

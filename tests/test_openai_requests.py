@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from tests.conftest import MARCUS, invoke
 from tests.loopback import LoopbackServer, Reply, completion, cut_off, drip, serve
 
 KEY = "sk-test-requests-0123456789"
+SLACK_S = 0.05
+"""Between our write to the socket and the clock reading after it, the server may already have read."""
 MESSAGES = (
     ChatMessage("system", "You are Nova, a CBT therapist. Be warm — and brief."),
     ChatMessage("user", 'Hi, I\'m Zoë. "Work" has been… a lot 😅\nReally.'),
@@ -184,15 +187,20 @@ async def test_a_page_that_is_not_json_still_points_at_the_base_url(server: Loop
 
 
 async def test_latency_is_the_servers_and_the_pool_wait_is_queued() -> None:
-    """Four requests, two connections, 0.3 s a reply: the two that wait for a connection
-    wait at least one reply's time, and that shows in queued_s, never in latency_s."""
+    """Four requests, two connections, 0.3 s a reply: two wait for a connection, and that wait
+    shows in queued_s; latency_s never covers time before the request reached the server."""
     with serve(latency_s=0.3) as slow:
         async with backend(slow.base_url, pool_size=2) as chat_backend:
+            started = time.perf_counter()
             replies = await asyncio.gather(*(chat_backend.complete(chat()) for _ in range(4)))
-    assert all(0.3 <= reply.latency_s < 0.6 for reply in replies)
+            ended = time.perf_counter()
+        arrived = {f"req-loopback-{r.index}": r.received_s - started for r in slow.requests}
+    assert sorted(arrived.values())[2] >= 0.3  # the pool really held two back
     waited = sorted(reply.queued_s for reply in replies)
-    assert waited[2] >= 0.3 and waited[3] >= 0.3
-    assert waited[0] < 0.3 and waited[1] < 0.3
+    assert waited[2] >= 0.25 and waited[3] >= 0.25
+    for reply in replies:
+        assert reply.latency_s >= 0.3
+        assert reply.latency_s <= ended - started - arrived[str(reply.request_id)] + SLACK_S
 
 
 async def test_the_rate_limiters_wait_is_queued_time() -> None:
@@ -232,7 +240,7 @@ def test_session_records_carry_latency_and_queued_time(tmp_path: Path) -> None:
     answered = [m for m in record.messages if m.model is not None]
     assert len(answered) >= 2
     for message in answered:
-        assert 0.05 <= message.latency_s < 5
-        assert 0 <= message.queued_s < 5
+        assert 0.05 <= message.latency_s < 60  # at least the server's delay; a duration, not a clock
+        assert 0 <= message.queued_s < 60
     raw = json.loads(path.read_text())["messages"][1]
     assert {"latency_s", "queued_s"} <= set(raw)
