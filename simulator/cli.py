@@ -24,10 +24,11 @@ from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.lazy import LazyChoice, lazy_module
 
 if TYPE_CHECKING:
-    from simulator import backends, commands, importers
+    from simulator import backends, commands, export, importers
 else:  # imported on first use: `simulator --help` needs neither pydantic, jinja2, rich nor the SDK
     backends = lazy_module("simulator.backends")
     commands = lazy_module("simulator.commands")
+    export = lazy_module("simulator.export")
     importers = lazy_module("simulator.importers")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -270,3 +271,234 @@ def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
 def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
     """Put the run folders of `run --shard I/N` together into one run folder."""
     click.echo(commands.merge(list(run_dirs), into))
+
+
+@main.command("export")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", required=True, type=LazyChoice(lambda: export.FORMATS), help="Output format."
+)
+@click.option(
+    "--as",
+    "perspective",
+    type=click.Choice(["therapist", "patient"]),
+    default="therapist",
+    show_default=True,
+    help="Whose turns are the assistant's (the training target).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A JSONL file, or a folder (splits, Parquet).",
+)
+@click.option(
+    "--system",
+    default="rendered",
+    show_default=True,
+    help="System prompt: 'rendered' (the run's template), 'none', or a Jinja template FILE.",
+)
+@click.option("--series-context", is_flag=True, help="Render prompts with the previous session's summary.")
+@click.option("--only-complete", is_flag=True, help="Only complete sessions (the default; always on).")
+@click.option("--natural-end-only", is_flag=True, help="Only sessions that ended on an end phrase.")
+@click.option(
+    "--exclude-flags", help="Leave out sessions with any of these repair flags (FLAG,...; * allowed)."
+)
+@click.option("--min-messages", type=click.IntRange(min=1), help="Leave out sessions with fewer messages.")
+@click.option("--min-score", multiple=True, help="RUBRIC.ITEM>=X from RUN_DIR/eval (repeatable).")
+@click.option("--eval", "eval_id", help="Evaluation to read (default: the latest in RUN_DIR/eval).")
+@click.option("--dedupe", is_flag=True, help="Drop sessions that nearly duplicate an earlier one.")
+@click.option(
+    "--dedupe-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.8,
+    show_default=True,
+    help="Jaccard similarity from which a session counts as a near-duplicate.",
+)
+@click.option("--split", "split_spec", help="Splits, e.g. train=0.9,test=0.1 (default: one split, train).")
+@click.option("--split-by", type=click.Choice(["persona", "session"]), default="persona", show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the split assignment.")
+@click.option("--license", "license_id", help="SPDX licence id for the dataset card (default: other).")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@handles_errors
+def export_command(
+    run_dirs: tuple[Path, ...],
+    split_spec: str | None,
+    exclude_flags: str | None,
+    min_score: tuple[str, ...],
+    license_id: str | None,
+    only_complete: bool,
+    **flags: Any,
+) -> None:
+    """Turn run folders into a dataset: OpenAI chat JSONL, ShareGPT, records or Parquet
+    (with a Hugging Face dataset card), filtered, deduplicated and split."""
+    options = export.ExportOptions(
+        run_dirs=run_dirs,
+        splits=export.parse_splits(split_spec),
+        exclude_flags=export.parse_flag_names(exclude_flags),
+        min_scores=tuple(export.parse_score_rule(rule) for rule in min_score),
+        license=export.check_license(license_id),
+        **flags,
+    )
+    report = export.export_dataset(options)
+    for warning in report.warnings:
+        click.echo(f"simulator: warning: {warning}", err=True)
+    click.echo("\n".join(report.lines()))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="HTML file to write (default RUN_DIR/report.html)."
+)
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default web browser.")
+@handles_errors
+def view(run_dir: Path, out: Path | None, open_page: bool) -> None:
+    """Write one self-contained HTML page to read RUN_DIR: series, sessions, repairs, scores."""
+    import webbrowser
+
+    from simulator.view import write_report
+
+    page = write_report(run_dir, out)
+    click.echo(str(page))
+    if open_page and not webbrowser.open(page.resolve().as_uri()):
+        click.echo(f"simulator: no browser to open; open {page} yourself", err=True)
+
+
+# ---------------------------------------------------------------- simulator evaluate (issue 13)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rubric", "rubric_names", multiple=True, help="Rubric to apply (repeatable; default: all).")
+@click.option(
+    "--rubrics", "rubrics_dir", type=click.Path(path_type=Path), help="Directory of rubric overrides."
+)
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Settings in YAML (roles.judge)."
+)
+@click.option("--backend", type=LazyChoice(lambda: backends.BACKENDS), help="Chat backend for the judge.")
+@click.option("--judge-model", help="Judge model; without it no model is called.")
+@click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Judge calls at once (default 4).")
+@click.option("--cache", type=click.Path(path_type=Path), help="SQLite response cache file (opt-in).")
+@click.option("--seed", type=int, help="Seed of the first repeat (repeat r uses seed + r - 1).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, help="Judgments per case (agreement).")
+@click.option("--dry-run", is_flag=True, help="Print judge calls, tokens and cost; write nothing.")
+@click.option("--resume", "resume_id", metavar="EVAL_ID", help="Finish an interrupted evaluation.")
+@handles_errors
+def evaluate(
+    run_dir: Path,
+    rubric_names: tuple[str, ...],
+    rubrics_dir: Path | None,
+    config_file: Path | None,
+    repeats: int,
+    dry_run: bool,
+    resume_id: str | None,
+    concurrency: int | None,
+    **flags: Any,
+) -> None:
+    """Model-free metrics and LLM-judge rubrics for every session and series of RUN_DIR."""
+    from rich.console import Console
+
+    from simulator.evaluate import prepare, prepare_resume, report_view
+
+    _log_to_stderr()
+    if resume_id is not None:
+        given = [name for name, value in flags.items() if value is not None]
+        if rubric_names or rubrics_dir or config_file or repeats != 1 or given:
+            raise InputError(
+                "--resume", "a resumed evaluation keeps its own settings (only --concurrency may change)"
+            )
+        evaluation = prepare_resume(run_dir, resume_id, concurrency=concurrency)
+    else:
+        evaluation = prepare(
+            run_dir,
+            rubric_names=list(rubric_names),
+            rubrics_dir=rubrics_dir,
+            config_file=config_file,
+            flags={**flags, "concurrency": concurrency},
+            repeats=repeats,
+        )
+    if evaluation.settings.notice:
+        click.echo(f"simulator: {evaluation.settings.notice}", err=True)
+    for rubric in evaluation.unused:
+        suits = ", ".join(rubric.spec.modalities)
+        click.echo(
+            f"simulator: rubric {rubric.name!r} ({rubric.spec.applies_to}, suits {suits}) applies to no session",
+            err=True,
+        )
+    if dry_run:
+        estimate = evaluation.estimate()
+        cost = (
+            f"~${estimate.cost_usd:.4f}"
+            if estimate.cost_usd is not None
+            else "cost unknown (no prices for the judge model)"
+        )
+        none = "" if evaluation.settings.judging else " (none will be made: see above)"
+        click.echo(
+            f"dry run: {estimate.calls} judge calls{none} ({estimate.cases} cases x {evaluation.settings.repeats} "
+            f"repeats), about {estimate.prompt_tokens} prompt + {estimate.completion_tokens} completion tokens, "
+            f"{cost}; nothing written"
+        )
+        return
+
+    def progress(event: Any) -> None:
+        rubric, persona_id, number = event.case.key
+        click.echo(
+            f"[{event.done}/{event.total}] {rubric} {persona_id} session {number}: {event.status}; "
+            f"{event.tokens} tokens",
+            err=True,
+        )
+
+    try:
+        outcome = asyncio.run(evaluation.execute(progress))
+    except KeyboardInterrupt:
+        folder = evaluation.folder
+        hint = f" --resume {folder.eval_id}" if folder is not None else ""
+        click.echo(f"simulator: interrupted; `simulator evaluate {run_dir}{hint}` finishes it", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    Console().print(report_view(outcome.report))
+    click.echo(f"wrote {outcome.folder.eval_file}")
+    failed = outcome.report["summary"]["judge"]["judge_failed"]
+    if failed:
+        click.echo(
+            f"simulator: {failed} judge item(s) failed after retries (judge_failed in eval.json); "
+            f"`simulator evaluate {run_dir} --resume {outcome.folder.eval_id}` asks again",
+            err=True,
+        )
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Thresholds, end phrases, min_turns."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
+@click.option("--flags", is_flag=True, help="Also list the repairs engine records carry.")
+@click.option(
+    "--therapist-is",
+    type=click.Choice(["assistant", "user"]),
+    help="For JSONL/CSV rows with a role: which role is the therapist.",
+)
+@handles_errors
+def audit(
+    paths: tuple[Path, ...], config_file: Path | None, fmt: str, flags: bool, therapist_is: str | None
+) -> None:
+    """Run the guards and the termination detector over existing transcripts (.txt, session
+    JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found."""
+    import json
+
+    from simulator.audit import audit_paths
+    from simulator.config import load_config
+
+    config = load_config(config_file, {})
+    found = False
+    for index, result in enumerate(audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)):
+        found = found or bool(result.defects)
+        if fmt == "json":
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        else:
+            click.echo(("\n" if index else "") + result.text())
+    sys.exit(1 if found else 0)

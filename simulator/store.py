@@ -93,7 +93,9 @@ class RunStore:
         txt = self.session_path(record.persona_id, record.session_number, ".txt", partial=not complete)
         data = self.session_path(record.persona_id, record.session_number, ".json", partial=not complete)
         atomic_write(txt, format_transcript(record))
-        atomic_write(data, to_json(record.model_dump(mode="json")))
+        atomic_write(
+            data, to_json(record.model_dump(mode="json", exclude=None if record.attempts else {"attempts"}))
+        )
         if complete:
             self.drop_partial(record.persona_id, record.session_number)
         return data
