@@ -1,25 +1,32 @@
-"""What the simulator costs on top of the model calls it makes.
+"""What the simulator costs on top of the model calls it makes, beside what a user would
+write instead and beside the limit.
 
 One command, from the repository root::
 
     .venv/bin/python benchmarks/bench_overhead.py
 
-starts the loopback server (``benchmarks/loopback_server.py``, 50 ms a reply, in its own
-process), then runs the same work twice, each in a fresh process so neither warms the other:
+For each shape (personas x sessions / concurrency / server latency; by default 16x2/c16/50,
+64x2/c64/200 and 600x1/c600/200) it starts the loopback server
+(``benchmarks/loopback_server.py``, in its own process, so the CPU figures are the client's
+alone) and runs the same work with each contender, each in a fresh process:
 
-* ``simulator``: 16 personas x 2 sessions at concurrency 16 through ``simulator run``
-  (``--backend openai --base-url``; the library call the CLI makes, timed from the call),
-  with everything it does: guards, records, atomic files, run.json, log lines;
-* ``bare``: a plain ``openai.AsyncOpenAI`` loop of the same shape: the same rendered prompts,
-  the same number of calls per session with the same message history growth (system prompt,
-  alternating turns, the wrap-up note, a summary that opens the next session), one
-  transcript file per session, the same concurrency.
+* ``aiohttp loop``: a bare aiohttp POST loop, one ``ClientSession`` with a pool of the
+  concurrency, ``json=`` in, ``await response.json()`` out: the limit;
+* ``AsyncOpenAI loop``: a bare ``openai.AsyncOpenAI`` loop as a user would write it
+  (``client.chat.completions.create``, the SDK's defaults): what a user would write instead;
+* ``simulator``: ``simulator run --backend openai --base-url`` (the library call the CLI
+  makes, timed from the call), with everything it does: guards, records, atomic files,
+  run.json, log lines;
+* AutoGen AgentChat, when it is installed (it is not a dependency; the table says so).
 
-It prints wall time per LLM call for both and their ratio (target: the simulator within
-1.2x of the bare loop), CPU time and peak memory. Then a longer run (64 personas x 2
-sessions, concurrency 16, ``tracemalloc`` on) samples the traced heap each time a session
-finishes, to show whether memory grows with the number of sessions already finished.
-Flags change the shape; ``--help`` lists them.
+The two loops are written once, plainly, and not tuned: the same rendered prompts, the same
+number of calls per session with the same message history growth (system prompt, alternating
+turns, the wrap-up note, a summary that opens the next session), one transcript file per
+session. The table gives, per shape, each contender's wall time and CPU time per call, the
+ideal (calls x latency / concurrency) and the ratios to it, to the aiohttp loop and to the
+SDK loop. Then the simulator's CPU per call at two session lengths (``--flat-turns``,
+default 12 and 100 messages; the SDK loop beside it), and its memory sampled as sessions
+finish. ``--help`` lists the flags.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -35,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,27 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.loopback_server import MODELS  # noqa: E402
 
 NAMES = ["Ada Byrne", "Ben Okafor", "Cara Lindqvist", "Dev Raman", "Eli Novak", "Fay Moreau", "Gus Hale"]
+CONTENDERS = {"aiohttp": "aiohttp loop", "sdk": "AsyncOpenAI loop", "simulator": "simulator"}
+DEFAULT_SHAPES = "16x2/c16/50,64x2/c64/200,600x1/c600/200"
+Ask = Callable[[str, list[dict[str, str]]], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Shape:
+    personas: int
+    sessions: int
+    concurrency: int
+    latency_ms: float
+
+    @classmethod
+    def parse(cls, text: str) -> Shape:
+        """``64x2/c64/200``: 64 personas x 2 sessions, concurrency 64, 200 ms a reply."""
+        size, concurrency, latency = text.strip().split("/")
+        personas, sessions = size.split("x")
+        return cls(int(personas), int(sessions), int(concurrency.lstrip("c")), float(latency))
+
+    def __str__(self) -> str:
+        return f"{self.personas}x{self.sessions}/c{self.concurrency}/{self.latency_ms:g}ms"
 
 
 def write_personas(folder: Path, count: int) -> list[Path]:
@@ -64,30 +95,13 @@ def write_personas(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def guard_cache_entries() -> int:
-    """Texts held by the guards' similarity caches (bounded ``lru_cache``s)."""
-    from simulator import guards
-
-    return sum(f.cache_info().currsize for f in _guard_caches(guards))
-
-
-def clear_guard_caches() -> None:
-    from simulator import guards
-
-    for cached in _guard_caches(guards):
-        cached.cache_clear()
-
-
-def _guard_caches(module: Any) -> list[Any]:
-    return [f for f in vars(module).values() if callable(getattr(f, "cache_info", None))]
-
-
 def rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def cpu_seconds() -> float:
+    """This process's CPU, all threads: the client's share only (the server is another process)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -99,8 +113,25 @@ def peak_rss_bytes() -> int:
 # ------------------------------------------------------------------------------ phases
 
 
-def run_settings(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any]:
-    return {
+async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
+    import simulator.backends.openai  # noqa: F401  (imported before the clock starts, as in the loops)
+    from simulator import commands
+    from simulator.state import SessionEvent
+
+    personas = write_personas(work / "personas", args.personas)
+    samples: list[tuple[int, int, int]] = []
+    finished = 0
+
+    def sample(event: SessionEvent) -> None:
+        nonlocal finished
+        if event.record is None:
+            return
+        finished += 1
+        if args.trace_memory:
+            gc.collect()
+            samples.append((finished, rss_bytes(), sys.getallocatedblocks()))
+
+    settings = {
         "sessions": args.sessions,
         "backend": "openai",
         "base_url": url,
@@ -109,39 +140,14 @@ def run_settings(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
         "summarizer_model": MODELS["summarizer"],
         "concurrency": args.concurrency,
         "max_turns": args.max_turns,
-        "out": out,
+        "out": work / "runs",
         "run_id": "bench",
     }
-
-
-async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
-    import simulator.backends.openai  # noqa: F401  (imported before the clock starts, as in bare)
-    from simulator import commands
-    from simulator.state import SessionEvent
-
-    personas = write_personas(work / "personas", args.personas)
-    samples: list[tuple[int, int, int, int]] = []
-    finished = 0
-
-    def sample(event: SessionEvent) -> None:
-        nonlocal finished
-        if event.record is None:
-            return
-        finished += 1
-        if not args.trace_memory:
-            return
-        if args.clear_guard_caches:
-            clear_guard_caches()
-        gc.collect()
-        samples.append((finished, rss_bytes(), sys.getallocatedblocks(), guard_cache_entries()))
-
     gc.collect()
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
     started = time.perf_counter()
-    code = await commands.run(
-        personas, None, run_settings(args, url, work / "runs"), progress=False, listeners=[sample]
-    )
+    code = await commands.run(personas, None, settings, progress=False, listeners=[sample])
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_before
     run = json.loads((work / "runs" / "bench" / "run.json").read_text())
@@ -157,29 +163,21 @@ async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dic
     }
 
 
-async def bare_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
+async def loop_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     """The same calls with nothing around them but what any script needs."""
-    import openai
-
     from simulator.config import RunConfig
     from simulator.personas import Patient
     from simulator.plan import load_plan
 
     config = RunConfig(max_turns=args.max_turns)
     plan = load_plan(config, write_personas(work / "personas", args.personas))
-    client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
     semaphore = asyncio.Semaphore(args.concurrency)
     calls = 0
-    out = work / "bare"
+    out = work / "transcripts"
     out.mkdir()
 
-    async def ask(model: str, messages: list[dict[str, str]]) -> str:
+    async def series(patient: Patient, ask: Ask) -> None:
         nonlocal calls
-        calls += 1
-        reply = await client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
-        return reply.choices[0].message.content or ""
-
-    async def series(patient: Patient) -> None:
         async with semaphore:
             previous: str | None = None
             for number in range(1, args.sessions + 1):
@@ -192,8 +190,10 @@ async def bare_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str
                     view += [{"role": "assistant" if s == speaker else "user", "content": t} for s, t in said]
                     if speaker == "Therapist" and args.max_turns - len(said) <= config.wrap_up_turns:
                         view.append({"role": "system", "content": config.wrap_up_note})
+                    calls += 1
                     said.append((speaker, await ask(MODELS[speaker.lower()], view)))
                 transcript = "\n\n".join(f"{s}: {t}" for s, t in said)
+                calls += 1
                 previous = await ask(
                     MODELS["summarizer"],
                     [
@@ -204,14 +204,15 @@ async def bare_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str
                 (out / f"{patient.key}_{number:02d}.txt").write_text(f"{transcript}\n\n{previous}\n")
 
     patients = [p.persona for p in plan.patients if isinstance(p.persona, Patient)]
+    client = await LOOPS[args.phase](url, args.concurrency)
     gc.collect()
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
     started = time.perf_counter()
-    await asyncio.gather(*(series(p) for p in patients))
+    async with client as ask:
+        await asyncio.gather(*(series(p, ask) for p in patients))
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_before
-    await client.close()
     return {
         "exit_code": 0,
         "calls": calls,
@@ -224,11 +225,68 @@ async def bare_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str
     }
 
 
+class _SdkLoop:
+    """``openai.AsyncOpenAI`` with its defaults, as its README shows."""
+
+    def __init__(self, url: str) -> None:
+        import openai
+
+        self.client = openai.AsyncOpenAI(base_url=url, api_key="bench")
+
+    async def __aenter__(self) -> Ask:
+        async def ask(model: str, messages: list[dict[str, str]]) -> str:
+            reply = await self.client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+            return reply.choices[0].message.content or ""
+
+        return ask
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()
+
+
+class _AiohttpLoop:
+    """One aiohttp ``ClientSession`` with a connection per concurrent series."""
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        import aiohttp
+
+        self.url = f"{url}/chat/completions"
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            headers={"Authorization": "Bearer bench"},
+        )
+
+    async def __aenter__(self) -> Ask:
+        async def ask(model: str, messages: list[dict[str, str]]) -> str:
+            async with self.session.post(self.url, json={"model": model, "messages": messages}) as response:
+                response.raise_for_status()
+                data = await response.json()
+            return str(data["choices"][0]["message"]["content"])
+
+        return ask
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+
+
+async def _sdk(url: str, concurrency: int) -> _SdkLoop:
+    return _SdkLoop(url)
+
+
+async def _aiohttp(url: str, concurrency: int) -> _AiohttpLoop:
+    return _AiohttpLoop(url, concurrency)
+
+
+LOOPS: dict[str, Callable[[str, int], Awaitable[Any]]] = {"sdk": _sdk, "aiohttp": _aiohttp}
+
+
 def phase_main(args: argparse.Namespace) -> None:
-    import simulator.backends.openai  # noqa: F401  (both phases pay the imports before timing)
+    import openai  # noqa: F401  (every phase pays the imports before its clock starts)
+
+    import simulator.backends.openai  # noqa: F401
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        phase = simulator_phase if args.phase == "simulator" else bare_phase
+        phase = simulator_phase if args.phase == "simulator" else loop_phase
         result = asyncio.run(phase(args, args.url, Path(tmp)))
     print(json.dumps(result), flush=True)
 
@@ -257,14 +315,14 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
     return server, url
 
 
-def run_phase(name: str, args: argparse.Namespace, url: str, **overrides: Any) -> dict[str, Any]:
-    settings = {**vars(args), **overrides}
-    command = [sys.executable, __file__, "--phase", name, "--url", url]
-    for key in ("personas", "sessions", "concurrency", "max_turns"):
-        command += [f"--{key.replace('_', '-')}", str(settings[key])]
-    for flag in ("trace_memory", "clear_guard_caches"):
-        if settings.get(flag):
-            command.append(f"--{flag.replace('_', '-')}")
+def run_phase(
+    name: str, shape: Shape, url: str, max_turns: int, *, trace_memory: bool = False
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", name, "--url", url, "--max-turns", str(max_turns)]
+    command += ["--personas", str(shape.personas), "--sessions", str(shape.sessions)]
+    command += ["--concurrency", str(shape.concurrency)]
+    if trace_memory:
+        command.append("--trace-memory")
     return run_command(name, command)
 
 
@@ -280,9 +338,105 @@ def run_command(name: str, command: list[str]) -> dict[str, Any]:
     return result
 
 
+def per_call_ms(result: dict[str, Any], key: str) -> float:
+    return float(result[key]) / int(result["calls"]) * 1000
+
+
+def compare(args: argparse.Namespace, shapes: list[Shape]) -> list[dict[str, Any]]:
+    """Every contender on every shape; the run with the least wall time of ``--repeat`` counts."""
+    rows: list[dict[str, Any]] = []
+    for shape in shapes:
+        server, url = start_server(shape.latency_ms)
+        try:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+            for _ in range(args.repeat):
+                for name in CONTENDERS:
+                    runs[name].append(run_phase(name, shape, url, args.max_turns))
+                    print(f"  {shape} {CONTENDERS[name]}: {runs[name][-1]['wall_s']:.1f} s", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait()
+        best = {name: min(results, key=lambda r: r["wall_s"]) for name, results in runs.items()}
+        rows.append({"shape": shape, "best": best})
+    return rows
+
+
+def print_table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    autogen = (
+        "installed but not measured" if importlib.util.find_spec("autogen_agentchat") else "not installed"
+    )
+    print(
+        f"\n{args.max_turns} messages a session; best of {args.repeat} by wall time; CPU is the client "
+        f"process's alone; AutoGen AgentChat: {autogen}"
+    )
+    header = (
+        f"{'shape':22} {'contender':17} {'calls':>6} {'wall s':>7} {'wall ms/call':>12} {'CPU ms/call':>11} "
+        f"{'x ideal':>7} {'x aiohttp':>9} {'x SDK':>6} {'peak RSS MB':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        shape, best = row["shape"], row["best"]
+        calls = int(best["simulator"]["calls"])
+        ideal_s = calls * shape.latency_ms / 1000 / shape.concurrency
+        print(f"{shape!s:22} {'ideal':17} {calls:>6} {ideal_s:>7.2f} {ideal_s / calls * 1000:>12.2f}")
+        walls = {name: per_call_ms(result, "wall_s") for name, result in best.items()}
+        for name, result in best.items():
+            print(
+                f"{'':22} {CONTENDERS[name]:17} {result['calls']:>6} {result['wall_s']:>7.2f} {walls[name]:>12.2f} "
+                f"{per_call_ms(result, 'cpu_s'):>11.2f} {result['wall_s'] / ideal_s:>7.2f} "
+                f"{walls[name] / walls['aiohttp']:>9.2f} {walls[name] / walls['sdk']:>6.2f} "
+                f"{result['peak_rss'] / 2**20:>11.0f}"
+            )
+            if result["calls"] != calls:
+                print(
+                    f"{'':22} warning: {CONTENDERS[name]} made {result['calls']} calls, the simulator {calls}"
+                )
+    print()
+    for row in rows:
+        shape, best = row["shape"], row["best"]
+        sim = best["simulator"]
+        cpu = per_call_ms(sim, "cpu_s")
+        vs_aiohttp = sim["wall_s"] / best["aiohttp"]["wall_s"]
+        vs_sdk = sim["wall_s"] / best["sdk"]["wall_s"]
+        cpu_target = 2.0 if shape.concurrency <= 64 else 3.0
+        print(
+            f"{shape!s:22} simulator CPU/call {cpu:.2f} ms (target <= {cpu_target:g}: {_verdict(cpu <= cpu_target)}); "
+            f"wall/call {vs_aiohttp:.2f}x the aiohttp loop (target <= 1.3: {_verdict(vs_aiohttp <= 1.3)}), "
+            f"{vs_sdk:.2f}x the SDK loop (target <= 0.7: {_verdict(vs_sdk <= 0.7)})"
+        )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def flatness(args: argparse.Namespace) -> None:
+    """CPU per call at a short and a long session: flat means nothing grows with the history."""
+    shape = Shape.parse(args.flat_shape)
+    lengths = [int(n) for n in args.flat_turns.split(",")]
+    server, url = start_server(shape.latency_ms)
+    try:
+        figures = {
+            name: [per_call_ms(run_phase(name, shape, url, turns), "cpu_s") for turns in lengths]
+            for name in ("simulator", "sdk")
+        }
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"\nCPU per call against session length ({shape}):")
+    for name, values in figures.items():
+        cells = ", ".join(
+            f"{turns} messages {value:.2f} ms" for turns, value in zip(lengths, values, strict=True)
+        )
+        print(f"  {CONTENDERS[name]:17} {cells}; longest / shortest {values[-1] / values[0]:.2f}")
+    growth = figures["simulator"][-1] / figures["simulator"][0]
+    print(f"  simulator flat within 20%: {_verdict(0.8 <= growth <= 1.2)}")
+
+
 def memory_growth(samples: list[tuple[int, float]], total: int, concurrency: int) -> dict[str, float]:
-    """Slope of a measure against sessions finished, away from the start (caches filling,
-    allocator warming up) and the tail (fewer sessions in flight), and its two ends."""
+    """Slope of a measure against sessions finished, away from the start (allocator warming
+    up) and the tail (fewer sessions in flight), and its two ends."""
     window = [(n, m) for n, m in samples if total // 4 <= n <= total - concurrency]
     if len(window) < 3:
         nan = float("nan")
@@ -292,97 +446,55 @@ def memory_growth(samples: list[tuple[int, float]], total: int, concurrency: int
     return {"slope": slope, "first": ys[0], "last": ys[-1], "from": xs[0], "to": xs[-1]}
 
 
-def mb(value: float) -> str:
-    return f"{value / 2**20:.1f}"
-
-
-def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -> float:
+def memory(args: argparse.Namespace) -> None:
+    shape = Shape.parse(args.memory_shape)
+    total = shape.personas * shape.sessions
+    server, url = start_server(shape.latency_ms)
+    try:
+        result = run_phase("simulator", shape, url, args.max_turns, trace_memory=True)
+    finally:
+        server.terminate()
+        server.wait()
+    samples = result["samples"]
+    rss = memory_growth([(s[0], s[1]) for s in samples], total, shape.concurrency)
+    blocks = memory_growth([(s[0], s[2]) for s in samples], total, shape.concurrency)
     print(
-        f"\nshape: {args.personas} personas x {args.sessions} sessions, concurrency {args.concurrency}, "
-        f"{args.latency_ms:g} ms latency, {args.max_turns} messages a session; best of {args.repeat}"
+        f"\nmemory ({shape}, {total} sessions, sampled after a full collection as each finishes): "
+        f"RSS {rss['first'] / 2**20:.1f} -> {rss['last'] / 2**20:.1f} MB from {rss['from']:.0f} to "
+        f"{rss['to']:.0f} sessions finished ({rss['slope'] / 1024:+.1f} KB per session); Python heap "
+        f"{blocks['first'] / 1000:.0f}k -> {blocks['last'] / 1000:.0f}k blocks ({blocks['slope']:+.0f} "
+        f"blocks per session)"
     )
-    print(
-        f"{'':10} {'calls':>6} {'wall s':>8} {'ms/call':>8} {'CPU s':>7} {'CPU ms/call':>11} {'peak RSS MB':>12} {'run ΔRSS MB':>12}"
-    )
-    best: dict[str, dict[str, Any]] = {}
-    for name, runs in results.items():
-        top = min(runs, key=lambda r: r["wall_s"])
-        best[name] = top
-        calls = top["calls"]
-        print(
-            f"{name:10} {calls:>6} {top['wall_s']:>8.2f} {top['wall_s'] / calls * 1000:>8.2f} "
-            f"{top['cpu_s']:>7.2f} {top['cpu_s'] / calls * 1000:>11.3f} {mb(top['peak_rss']):>12} "
-            f"{mb(top['peak_rss'] - top['rss_before']):>12}"
-        )
-    if best["simulator"]["calls"] != best["bare"]["calls"]:
-        print(
-            f"warning: the two made different numbers of calls ({best['simulator']['calls']} vs {best['bare']['calls']})"
-        )
-    per_call = {name: float(top["wall_s"]) / int(top["calls"]) for name, top in best.items()}
-    ratio = per_call["simulator"] / per_call["bare"]
-    walls = {name: ", ".join(f"{r['wall_s']:.2f}" for r in runs) for name, runs in results.items()}
-    print(f"every run, wall s: {walls}")
-    print(
-        f"ratio, wall time per call, simulator / bare: {ratio:.3f} (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'})"
-    )
-    return ratio
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Simulator overhead against a bare AsyncOpenAI loop.")
-    parser.add_argument("--personas", type=int, default=16)
-    parser.add_argument("--sessions", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--max-turns", type=int, default=40, help="messages a session (default 40)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each, alternating; the best counts")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--memory-personas", type=int, default=64, help="personas in the memory run (0: skip)"
+        "--shapes", default=DEFAULT_SHAPES, help=f"comma-separated (default {DEFAULT_SHAPES})"
     )
-    parser.add_argument("--phase", choices=["simulator", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--max-turns", type=int, default=40, help="messages a session (default 40)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each contender; the best counts")
+    parser.add_argument("--flat-shape", default="16x1/c16/50", help="shape of the session-length runs")
+    parser.add_argument("--flat-turns", default="12,100", help="session lengths to compare ('' skips)")
+    parser.add_argument("--memory-shape", default="128x1/c16/50", help="shape of the memory run ('' skips)")
+    parser.add_argument("--phase", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--personas", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--trace-memory", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--clear-guard-caches", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
         phase_main(args)
         return 0
-    server, url = start_server(args.latency_ms)
-    try:
-        results: dict[str, list[dict[str, Any]]] = {"bare": [], "simulator": []}
-        for _ in range(args.repeat):
-            for name in ("bare", "simulator"):
-                results[name].append(run_phase(name, args, url))
-        if args.repeat:
-            report(args, results)
-        if args.memory_personas:
-            memory(args, url)
-    finally:
-        server.terminate()
-        server.wait()
+    shapes = [Shape.parse(text) for text in args.shapes.split(",") if text.strip()]
+    if shapes:
+        print_table(args, compare(args, shapes))
+    if args.flat_turns:
+        flatness(args)
+    if args.memory_shape:
+        memory(args)
     return 0
-
-
-def memory(args: argparse.Namespace, url: str) -> None:
-    total = args.memory_personas * args.sessions
-    print(
-        f"\nmemory: {args.memory_personas} personas x {args.sessions} sessions at concurrency "
-        f"{args.concurrency} ({total} sessions), sampled after a full collection as each session finishes"
-    )
-    for label, clear in (("as run", False), ("guards' text caches emptied at each sample", True)):
-        result = run_phase(
-            "simulator", args, url, personas=args.memory_personas, trace_memory=True, clear_guard_caches=clear
-        )
-        samples = result["samples"]
-        rss = memory_growth([(s[0], s[1]) for s in samples], total, args.concurrency)
-        blocks = memory_growth([(s[0], s[2]) for s in samples], total, args.concurrency)
-        cached = samples[-1][3] if samples else 0
-        print(
-            f"  {label}: RSS {mb(rss['first'])} -> {mb(rss['last'])} MB from {rss['from']:.0f} to {rss['to']:.0f} "
-            f"sessions finished ({rss['slope'] / 1024:+.1f} KB per session); Python heap "
-            f"{blocks['first'] / 1000:.0f}k -> {blocks['last'] / 1000:.0f}k blocks ({blocks['slope']:+.0f} blocks "
-            f"per session); guard cache entries at the end: {cached}; peak RSS {mb(result['peak_rss'])} MB"
-        )
 
 
 if __name__ == "__main__":

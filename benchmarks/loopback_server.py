@@ -25,6 +25,9 @@ from tests.serieskit import VOCABULARY
 
 SENTENCES_PER_TURN = (3, 6)
 WORDS_PER_SENTENCE = 11
+IDLE_TIMEOUT_S = 600.0
+"""Keep-alive connections stay open this long: a client starved of CPU at high concurrency
+may leave a pooled connection idle for many seconds, and a benchmark measures, not retries."""
 MODELS = {"therapist": "therapist", "patient": "patient", "summarizer": "summarizer"}
 """The model name to give each role (``--therapist-model therapist`` ...)."""
 
@@ -80,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="added to every reply (default 50)")
     args = parser.parse_args(argv)
     server = LoopbackServer(
-        handler, latency_s=args.latency_ms / 1000, host=args.host, port=args.port, record=False
+        handler,
+        latency_s=args.latency_ms / 1000,
+        host=args.host,
+        port=args.port,
+        record=False,
+        idle_timeout_s=IDLE_TIMEOUT_S,
     )
     with server:
         print(f"{server.base_url}", flush=True)

@@ -15,14 +15,21 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from simulator import __version__, commands, export
-from simulator.backends import BACKENDS
+from simulator import __version__
 from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
-from simulator.importers import FORMATS, import_file, write_personas
+from simulator.lazy import LazyChoice, lazy_module
+
+if TYPE_CHECKING:
+    from simulator import backends, commands, export, importers
+else:  # imported on first use: `simulator --help` needs neither pydantic, jinja2, rich nor the SDK
+    backends = lazy_module("simulator.backends")
+    commands = lazy_module("simulator.commands")
+    export = lazy_module("simulator.export")
+    importers = lazy_module("simulator.importers")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,7 +153,7 @@ def run_options(func: F) -> F:
             "--config", "config_file", type=click.Path(path_type=Path), help="Run settings in YAML."
         ),
         click.option("--prompts", type=click.Path(path_type=Path), help="Directory of template overrides."),
-        click.option("--backend", type=click.Choice(list(BACKENDS)), help="Chat backend."),
+        click.option("--backend", type=LazyChoice(lambda: backends.BACKENDS), help="Chat backend."),
         click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)."),
         click.option("--model", help="Model for every role."),
         click.option("--therapist-model", help="Model for the therapist."),
@@ -198,6 +205,9 @@ def executor_options(func: F) -> F:
 @click.version_option(__version__, prog_name="simulator")
 def main() -> None:
     """Generate synthetic therapy-session series from persona files and prompt templates."""
+    # pydantic scans every installed package for plugins before its first model (~50 ms of
+    # each command's start-up); the CLI uses none. PYDANTIC_DISABLE_PLUGINS= restores the scan.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     _log_to_stderr()
 
 
@@ -266,7 +276,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 
 
 @main.command("import")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
+@click.argument("fmt", metavar="FORMAT", type=LazyChoice(lambda: importers.FORMATS))
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite persona files that already exist.")
@@ -274,7 +284,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
     """Convert third-party persona data in FILE (FORMAT: patient-psi, talkdep, consistent-mi,
     eeyore) into one patient persona YAML file per record in --out."""
-    for path in write_personas(import_file(fmt, file), out_dir, force=force):
+    for path in importers.write_personas(importers.import_file(fmt, file), out_dir, force=force):
         click.echo(str(path))
 
 
@@ -291,7 +301,9 @@ def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
 
 @main.command("export")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", required=True, type=click.Choice(export.FORMATS), help="Output format.")
+@click.option(
+    "--format", "fmt", required=True, type=LazyChoice(lambda: export.FORMATS), help="Output format."
+)
 @click.option(
     "--as",
     "perspective",
@@ -391,7 +403,7 @@ def view(run_dir: Path, out: Path | None, open_page: bool) -> None:
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="Settings in YAML (roles.judge)."
 )
-@click.option("--backend", type=click.Choice(list(BACKENDS)), help="Chat backend for the judge.")
+@click.option("--backend", type=LazyChoice(lambda: backends.BACKENDS), help="Chat backend for the judge.")
 @click.option("--judge-model", help="Judge model; without it no model is called.")
 @click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Judge calls at once (default 4).")

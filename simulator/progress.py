@@ -10,17 +10,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from simulator.config import RunConfig
 from simulator.cost import estimate_cost
 from simulator.records import TokenCounts
 from simulator.state import RunState, SessionEvent
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 LIVE_REFRESH_PER_SECOND = 4
 
@@ -82,6 +80,10 @@ class Progress:
 
     def view(self) -> RenderableType:
         """The live display: a row per persona, then the run's totals on one line."""
+        from rich.console import Group  # rich is imported only when a live display is wanted
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(title=f"run {self.run_id} ({self.backend})", title_justify="left")
         table.add_column("persona")
         table.add_column("sessions", justify="right")
@@ -125,6 +127,9 @@ def attach_progress(
         finally:
             state.listeners.remove(log)
         return
+    from rich.console import Console
+    from rich.live import Live
+
     console = Console(file=out)
     with Live(
         progress.view(), console=console, refresh_per_second=LIVE_REFRESH_PER_SECOND, transient=False

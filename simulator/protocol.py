@@ -82,6 +82,9 @@ class ChatReply:
     finish_reason: str | None = "stop"
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
+    """Seconds from the request written to the connection to the response read: the server."""
+    queued_s: float = 0.0
+    """Seconds the request waited before it went out: rate limits, the connection pool."""
     request_id: str | None = None
     cache_hit: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

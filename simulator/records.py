@@ -52,6 +52,7 @@ class Message(BaseModel):
     finish_reason: str | None = None
     usage: TokenCounts = Field(default_factory=TokenCounts)
     latency_s: float = 0.0
+    queued_s: float = 0.0
     request_id: str | None = None
     flags: list[str] = Field(default_factory=list)
 

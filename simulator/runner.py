@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from simulator.config import RunConfig
 from simulator.errors import SimulatorError
+from simulator.gcpolicy import run_collector
 from simulator.index import RunStatus
 from simulator.message_layout import Layouts
 from simulator.personas import Patient
@@ -60,7 +61,8 @@ class Runner:
             self.finish("complete")
             return 0
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            with run_collector():
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             await self._stop(tasks)
             self.finish("interrupted")
@@ -105,6 +107,10 @@ class Runner:
         staged = stage_session(self.plan, self.backend, patient, number, previous)
         self.state.start(patient.key, number)
         record = await play_session(staged, self.plan.config, self.backend, self._keep, self.layouts)
+        # Written in a thread: its fsync would otherwise stall every request in flight. If the
+        # run is stopped meanwhile, the thread still finishes the file and resume indexes it.
+        await asyncio.to_thread(self.store.write_session, record)
+        self.state.record(record)
         return record.status == "complete"
 
     def _keep(self, record: SessionRecord) -> None:
@@ -137,9 +143,10 @@ async def play_session(
     keep: Callable[[SessionRecord], None],
     layouts: Layouts,
 ) -> SessionRecord:
-    """Run a staged session; ``keep`` gets its record however it ends (stopped and failed ones
-    too), before a cancellation or an unexpected error goes on up. Every executor runs
-    sessions through here: the local one keeps by writing, a Ray worker by sending.
+    """Run a staged session and return its record. A session that is stopped or fails goes
+    to ``keep`` before the cancellation or error goes on up; a finished one is the caller's to
+    keep (the local executor writes it in a thread, a Ray worker sends it). Every executor
+    runs sessions through here.
     ``layouts`` are the message layouts shared by the executor's sessions (a layout a server
     refused stays refused for the rest of them)."""
     record = staged.record
@@ -152,5 +159,4 @@ async def play_session(
         error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
         keep(stop_record(record, "failed", ERROR, error))
         raise
-    keep(record)
     return record

@@ -415,6 +415,7 @@ class SessionRunner:
             finish_reason=reply.finish_reason,
             usage=usage,
             latency_s=round(reply.latency_s, 4),
+            queued_s=round(reply.queued_s, 4),
             request_id=reply.request_id,
             flags=flags,
         )
@@ -455,6 +456,7 @@ class SessionRunner:
                 more,
                 usage=reply.usage + more.usage,
                 latency_s=reply.latency_s + more.latency_s,
+                queued_s=reply.queued_s + more.queued_s,
                 cache_hit=reply.cache_hit and more.cache_hit,
             )
         return replace(reply, content=text), continuations

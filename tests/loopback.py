@@ -35,7 +35,9 @@ __all__ = [
     "bad_request",
     "completion",
     "context_length_exceeded",
+    "cut_off",
     "default_handler",
+    "drip",
     "error_reply",
     "hang",
     "insufficient_quota",
@@ -68,6 +70,10 @@ class RecordedRequest:
     """The parsed JSON body (``None`` if it was not JSON)."""
     index: int
     """0 for the first request this server received, then 1, 2, ..."""
+    raw: bytes = b""
+    """The body exactly as it arrived."""
+    received_s: float = 0.0
+    """``time.perf_counter()`` when the server had read the request."""
 
     @property
     def json(self) -> dict[str, Any]:
@@ -82,6 +88,8 @@ class Reply(NamedTuple):
     body: Any = None
     delay_s: float = 0.0
     """Wait this long before answering; if the server stops meanwhile, drop the connection."""
+    drip_s: float = 0.0
+    """Send the body one byte at a time, this long apart (the headers promise all of it)."""
 
 
 Handler = Callable[[RecordedRequest], Reply | tuple[int, Mapping[str, str], Any]]
@@ -231,6 +239,21 @@ def hang(seconds: float = 2.0, then: Reply | None = None) -> Reply:
     return late._replace(delay_s=seconds)
 
 
+def cut_off(reply: Reply | None = None, *, keep: float = 0.5) -> Reply:
+    """``reply`` (a completion by default) with its JSON body cut after ``keep`` of its bytes,
+    sent whole as far as HTTP goes (as a proxy that truncated it would): a 200 that does not parse."""
+    whole = reply or completion("This reply will not arrive whole.")
+    payload = json.dumps(whole.body).encode()
+    headers = {**whole.headers, "Content-Type": "application/json"}
+    return whole._replace(headers=headers, body=payload[: max(1, int(len(payload) * keep))])
+
+
+def drip(reply: Reply | None = None, *, every_s: float = 0.05) -> Reply:
+    """``reply`` (a completion by default) with its body sent one byte every ``every_s``: each
+    read gets a byte in time, so only a deadline on the whole request ends it early."""
+    return (reply or completion("This reply arrives one byte at a time."))._replace(drip_s=every_s)
+
+
 def default_handler(request: RecordedRequest) -> Reply:
     """A deterministic reply that quotes the last message, with plausible usage numbers."""
     body = request.json
@@ -262,7 +285,7 @@ def default_handler(request: RecordedRequest) -> Reply:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # benchmarks open hundreds of connections at once
     owner: LoopbackServer
 
 
@@ -274,6 +297,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(self.server.owner.idle_timeout_s)
         self.server.owner._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -304,7 +328,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = None
         headers = {name.lower(): value for name, value in self.headers.items()}
         owner = self.server.owner
-        request = owner._record(self.command, self.path, headers, body)
+        request = owner._record(self.command, self.path, headers, body, raw)
         if self.path.rstrip("/") != CHAT_PATH:
             self._send(owner.unknown_route or error_reply(404, f"no route for POST {self.path}"))
             return
@@ -330,10 +354,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if reply.drip_s > 0:
+                self._drip(payload, reply.drip_s)
+            else:
+                self.wfile.write(payload)
             self.wfile.flush()
         except OSError:  # the client gave up (timeout) and closed the socket
             self.close_connection = True
+
+    def _drip(self, payload: bytes, every_s: float) -> None:
+        self.wfile.flush()
+        for index in range(len(payload)):
+            if self.server.owner._stopping.wait(every_s):
+                self.close_connection = True
+                return
+            self.wfile.write(payload[index : index + 1])
+            self.wfile.flush()
 
 
 class LoopbackServer:
@@ -347,8 +383,10 @@ class LoopbackServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        idle_timeout_s: float = IDLE_CONNECTION_TIMEOUT_S,
     ) -> None:
         self.handler: Handler = handler or default_handler
+        self.idle_timeout_s = idle_timeout_s
         self.unknown_route: Reply | None = None
         """The answer to a path with no route (default: a 404 naming it)."""
         self.latency_s = latency_s
@@ -416,9 +454,11 @@ class LoopbackServer:
             else:
                 self._connections.discard(connection)
 
-    def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> RecordedRequest:
+    def _record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, raw: bytes = b""
+    ) -> RecordedRequest:
         with self._lock:
-            request = RecordedRequest(method, path, headers, body, self._count)
+            request = RecordedRequest(method, path, headers, body, self._count, raw, time.perf_counter())
             self._count += 1
             if self.record:
                 self._requests.append(request)

@@ -12,8 +12,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simulator.backends.cache import CachedBackend
-from simulator.backends.ratelimit import RateLimitedBackend
 from simulator.config import RunConfig
 from simulator.personas import Patient, Therapist
 from simulator.protocol import ChatBackend
@@ -63,6 +61,7 @@ def _openai(config: RunConfig, cast: Cast) -> ChatBackend:
         api_key=os.environ.get(config.api_key_env),
         api_key_env=config.api_key_env,
         retry=config.retry,
+        pool_size=config.concurrency,
     )
 
 
@@ -119,7 +118,11 @@ def choose_backend(config: RunConfig) -> str:
 
 
 def make_backend(config: RunConfig, name: str, cast: Cast) -> ChatBackend:
-    """The named backend, wrapped in the rate limiter and the cache when the config asks."""
+    """The named backend, wrapped in the rate limiter and the cache when the config asks.
+    (Imported here, not at the top: ``validate`` and ``--help`` never build a backend.)"""
+    from simulator.backends.cache import CachedBackend
+    from simulator.backends.ratelimit import RateLimitedBackend
+
     entry = BACKENDS[name]
     backend = entry.build(config, cast)
     limits = config.rate_limits

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Protocol
 
 from simulator.protocol import ChatBackend, ChatReply, ChatRequest
@@ -96,6 +97,7 @@ class RateLimitedBackend:
     ) -> None:
         self.inner = inner
         self.name = inner.name
+        self.clock = clock
         self.requests: Bucket | None = (
             TokenBucket(requests_per_minute, clock, sleep) if requests_per_minute else None
         )
@@ -115,10 +117,12 @@ class RateLimitedBackend:
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         estimate = estimate_tokens(request)
+        waiting_since = self.clock()
         if self.requests is not None:
             await self.requests.take(1)
         if self.tokens is not None:
             await self.tokens.take(estimate)
+        waited = self.clock() - waiting_since
         try:
             reply = await self.inner.complete(request)
         except BaseException:
@@ -129,7 +133,7 @@ class RateLimitedBackend:
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens
             if used:
                 self.tokens.charge(used - estimate)
-        return reply
+        return replace(reply, queued_s=reply.queued_s + waited)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

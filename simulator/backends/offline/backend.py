@@ -27,11 +27,32 @@ __all__ = ["OFFLINE_MODEL", "OfflineBackend"]
 OFFLINE_MODEL = "offline"
 
 
-def _tokens(messages: Sequence[ChatMessage], reply: str) -> Usage:
-    prompt = sum(words(m.content) for m in messages)
-    return Usage(
-        prompt_tokens=int(prompt * 1.3) + 4 * len(messages), completion_tokens=int(words(reply) * 1.3) + 1
-    )
+WORD_COUNTS_KEPT = 8192
+"""Messages whose word counts one backend remembers (about 200 sessions of 40 messages)."""
+
+
+class _WordCounts:
+    """Each message's word count, worked out once: a request carries the whole history, so
+    counting it afresh each time is O(n) per request and O(n^2) per session. Bounded, oldest
+    message out first, so finished sessions do not keep memory."""
+
+    def __init__(self, limit: int = WORD_COUNTS_KEPT) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        found = self._counts.get(text)
+        if found is None:
+            if len(self._counts) >= self.limit:
+                del self._counts[next(iter(self._counts))]
+            found = self._counts[text] = words(text)
+        return found
+
+    def usage(self, messages: Sequence[ChatMessage], reply: str) -> Usage:
+        prompt = sum(self(m.content) for m in messages)
+        return Usage(
+            prompt_tokens=int(prompt * 1.3) + 4 * len(messages), completion_tokens=int(words(reply) * 1.3) + 1
+        )
 
 
 class OfflineBackend:
@@ -43,6 +64,7 @@ class OfflineBackend:
         self.patients = {p.key: p for p in patients}
         self.therapist = therapist
         self.seed = 0 if seed is None else seed
+        self._word_counts = _WordCounts()
 
     def _scene(self, request: ChatRequest) -> Scene:
         context: Context | None = request.context
@@ -83,7 +105,7 @@ class OfflineBackend:
             content=text,
             model=OFFLINE_MODEL,
             finish_reason="stop",
-            usage=_tokens(request.messages, text),
+            usage=self._word_counts.usage(request.messages, text),
             latency_s=0.0,
             request_id=None,
         )
