@@ -9,8 +9,32 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
+from simulator.errors import InputError
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
+from simulator.limits import MAX_SESSION
 from simulator.yamlfile import load_mapping, parse_model
+
+RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
+def _run_id_problem(run_id: str) -> str | None:
+    if (
+        run_id
+        and not run_id.startswith(".")
+        and len(run_id) <= 128
+        and all(c in RUN_ID_CHARS for c in run_id)
+    ):
+        return None
+    return f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
+
+
+def validate_run_id(run_id: str) -> str:
+    """A run id becomes a folder name: nothing that could escape ``--out`` or hide."""
+    problem = _run_id_problem(run_id)
+    if problem is not None:
+        raise InputError("--run-id", problem)
+    return run_id
+
 
 ROLES = ("therapist", "patient", "summarizer")
 
@@ -109,8 +133,8 @@ class Price(_Settings):
 class RunConfig(_Settings):
     """Everything that shapes a run. Saved (without secrets) in run.json for resume."""
 
-    sessions: int = Field(default=1, ge=1)
-    start: int = Field(default=1, ge=1)
+    sessions: int = Field(default=1, ge=1, le=MAX_SESSION)
+    start: int = Field(default=1, ge=1, le=MAX_SESSION)
     previous_summary: Path | None = None
     therapist: Path | None = None
     prompts: Path | None = None
@@ -143,6 +167,14 @@ class RunConfig(_Settings):
     roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
 
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, value: str | None) -> str | None:
+        problem = _run_id_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("shard")
     @classmethod
     def _check_shard(cls, value: str | None) -> str | None:
@@ -159,6 +191,12 @@ class RunConfig(_Settings):
             object.__setattr__(self, "min_turns", self.max_turns)
         if self.min_turns > self.max_turns:
             raise ValueError(f"min_turns ({self.min_turns}) exceeds max_turns ({self.max_turns})")
+        last = self.start + self.sessions - 1
+        if last > MAX_SESSION:
+            raise ValueError(
+                f"sessions {self.start} to {last} go past session {MAX_SESSION}, the highest number a "
+                f"session can have"
+            )
         return self
 
     def role(self, role: str) -> RoleSettings:

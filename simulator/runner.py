@@ -23,7 +23,7 @@ from typing import Any
 
 from simulator import __version__
 from simulator.backend import ChatBackend
-from simulator.config import RunConfig
+from simulator.config import RunConfig, validate_run_id
 from simulator.errors import InputError, RunStateError, SimulatorError
 from simulator.personas import Patient
 from simulator.plan import RunPlan
@@ -32,7 +32,6 @@ from simulator.session import new_record, now, run_session
 from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES
 
-RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 INPUTS = "inputs"
 FORMAT = 1
 SESSION_STATUSES = ("pending", "running", "complete", "failed", "interrupted")
@@ -43,20 +42,6 @@ SAVE_INTERVAL_S = 0.5
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def validate_run_id(run_id: str) -> str:
-    if (
-        not run_id
-        or run_id.startswith(".")
-        or len(run_id) > 128
-        or any(c not in RUN_ID_CHARS for c in run_id)
-    ):
-        raise InputError(
-            "--run-id",
-            f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-', not starting with '.'",
-        )
-    return run_id
 
 
 def _versions() -> dict[str, str]:
@@ -309,7 +294,7 @@ def create_run(
     """Make the run folder: snapshot and run.json are written in a hidden folder that is
     renamed into place, so a run folder either exists whole or not at all."""
     config = plan.config
-    run_id = validate_run_id(config.run_id or new_run_id())
+    run_id = validate_run_id(config.run_id if config.run_id is not None else new_run_id())
     run_dir = config.out / run_id
     if run_dir.exists():
         raise InputError(

@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from simulator.config import validate_run_id
 from simulator.errors import InputError, RunStateError
 from simulator.personas import LoadedPersona
 from simulator.records import TokenCounts
-from simulator.runner import INPUTS, RunState, load_state, validate_run_id
+from simulator.runner import INPUTS, RunState, load_state
 from simulator.session import now
 from simulator.store import LOCK_FILE, RunStore
 
