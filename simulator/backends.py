@@ -53,5 +53,5 @@ def make_backend(config: RunConfig, name: str) -> ChatBackend:
         endpoint = (
             name if name == "offline" else config.base_url or os.environ.get("OPENAI_BASE_URL") or "default"
         )
-        backend = CachedBackend(backend, config.cache, endpoint)
+        backend = CachedBackend(backend, config.cache, endpoint, config.secrets())
     return backend

@@ -116,6 +116,15 @@ class _Stop:
         task.cancel()
 
 
+@contextmanager
+def _locked(state: RunState) -> Iterator[None]:
+    """Hold the run folder's lock, saying so when it takes over one a killed process left."""
+    with state.store.lock() as stale:
+        if stale is not None:
+            _say(f"{state.store.run_dir}: taking over the lock left by {stale}, which is no longer running")
+        yield
+
+
 def _check_models(config: RunConfig, backend_name: str) -> None:
     """An endpoint needs a model name for every role: say so before a run folder exists."""
     if backend_name != "openai":
@@ -159,7 +168,7 @@ async def _start(
         if owned:
             await chat.aclose()
         raise
-    with state.store.lock():
+    with _locked(state):
         return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
 
@@ -216,8 +225,12 @@ async def resume(
     """``simulator resume``: run every session that is not complete, with the run's own
     settings and inputs, after a Ctrl-C, a failure or a SIGKILL alike."""
     state = load_state(run_dir)
-    with state.store.lock():
+    if state.settled():
+        _say(f"{run_dir}: every session is complete; nothing to resume")
+        return 0
+    with _locked(state):
         plan, backend_name = _plan_from_run(state, {"concurrency": concurrency} if concurrency else None)
+        state.store = RunStore(run_dir, plan.config.secrets())
         for change in state.reconcile():
             _say(change)
         if all(entry.get("status") == "complete" for _, _, entry in state.entries()):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
 from simulator.errors import InputError
@@ -57,6 +59,19 @@ DEFAULT_SUMMARY_RETRY_NOTE = (
 )
 
 
+def strip_credentials(url: str) -> str:
+    """``http://user:pass@host/v1`` -> ``http://host/v1``: what may be written to a file."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def url_password(url: str | None) -> str | None:
+    return urlsplit(url).password if url else None
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,6 +93,10 @@ class RoleSettings(_Settings):
         default_factory=list
     )
     """Parameters this server rejects; they are never sent."""
+
+    @field_serializer("base_urls")
+    def _no_credentials(self, urls: list[str]) -> list[str]:
+        return [strip_credentials(url) for url in urls]
 
 
 class EndPhrases(_Settings):
@@ -166,6 +185,19 @@ class RunConfig(_Settings):
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_serializer("base_url")
+    def _no_credentials(self, url: str | None) -> str | None:
+        """Saved settings never carry a user or password from the URL (they stay in memory
+        for this process; a resume reaches the server without them)."""
+        return strip_credentials(url) if url is not None else None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a file: the API key and passwords in URLs."""
+        urls = [self.base_url, os.environ.get("OPENAI_BASE_URL")]
+        urls += [url for role in self.roles.values() for url in role.base_urls]
+        found = [os.environ.get(self.api_key_env)] + [url_password(url) for url in urls]
+        return tuple(dict.fromkeys(value for value in found if value))
 
     @field_validator("run_id")
     @classmethod

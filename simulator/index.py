@@ -8,10 +8,13 @@ a command.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from simulator.limits import MAX_SESSION
+from simulator.personas import id_problem
 from simulator.records import TokenCounts
 
 FORMAT = 1
@@ -51,11 +54,25 @@ class TherapistInput(InputFile):
     id: str
 
 
+def _check_ids(persona_ids: Iterable[str]) -> None:
+    """Persona ids become paths inside the run folder: a tampered one (``../../x``) must not."""
+    for persona_id in persona_ids:
+        problem = id_problem(persona_id)
+        if problem is not None:
+            raise ValueError(problem)
+
+
 class Inputs(_Index):
     therapist: TherapistInput
     personas: dict[str, InputFile]
     templates: dict[str, str] = Field(default_factory=dict)
     template_sources: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("personas")
+    @classmethod
+    def _valid_ids(cls, personas: dict[str, InputFile]) -> dict[str, InputFile]:
+        _check_ids(personas)
+        return personas
 
 
 class RunIndex(_Index):
@@ -86,10 +103,13 @@ class RunIndex(_Index):
     def _positive_numbers(
         cls, sessions: dict[str, dict[int, SessionEntry]]
     ) -> dict[str, dict[int, SessionEntry]]:
+        _check_ids(sessions)
         for persona_id, entries in sessions.items():
             for number in entries:
-                if not 1 <= number <= 999:
-                    raise ValueError(f"{persona_id}: session number {number} is out of range 1..999")
+                if not 1 <= number <= MAX_SESSION:
+                    raise ValueError(
+                        f"{persona_id}: session number {number} is out of range 1..{MAX_SESSION}"
+                    )
         return sessions
 
     def entries(self) -> list[tuple[str, int, SessionEntry]]:

@@ -21,7 +21,7 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 """Characters that reorder text on screen (a name could show one thing and be another)."""
 
 
-def _id_problem(value: str) -> str | None:
+def id_problem(value: str) -> str | None:
     if value in RESERVED_IDS:
         return f"invalid id {value!r}: the name is reserved for the run folder's own files"
     if ID_PATTERN.fullmatch(value):
@@ -33,7 +33,7 @@ def _id_problem(value: str) -> str | None:
 
 
 def _check_id(value: str) -> str:
-    problem = _id_problem(value)
+    problem = id_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value
@@ -64,7 +64,7 @@ SessionNumber = Annotated[int, AfterValidator(_session_number)]
 
 def validate_id(value: str, source: Path | str | None = None) -> str:
     """Ids become folder names: refuse anything that could escape or collide."""
-    problem = _id_problem(value)
+    problem = id_problem(value)
     if problem is not None:
         raise InputError(source, problem)
     return value

@@ -12,7 +12,6 @@ import asyncio
 import math
 import platform
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +23,13 @@ from typing import Any
 from simulator import __version__
 from simulator.backend import ChatBackend
 from simulator.config import RunConfig, validate_run_id
-from simulator.errors import InputError, RunStateError, SimulatorError
+from simulator.errors import SimulatorError, StorageError
 from simulator.personas import Patient
 from simulator.plan import RunPlan
+from simulator.reader import read_run
 from simulator.records import ERROR, INTERRUPTED, SessionRecord, Termination, TokenCounts
 from simulator.session import new_record, now, run_session
-from simulator.store import RunStore
+from simulator.store import RunStore, new_folder, on_disk
 from simulator.templates import TEMPLATE_NAMES
 
 INPUTS = "inputs"
@@ -210,6 +210,18 @@ class RunState:
         for listener in self.listeners:
             listener(event)
 
+    def settled(self) -> bool:
+        """Complete on disk and in run.json, with nothing left to tidy: resume has nothing to
+        do and need not write anything (the folder may be on read-only media)."""
+        return (
+            self.data.get("status") == "complete"
+            and all(
+                entry.get("status") == "complete" and self.store.is_complete(pid, number)
+                for pid, number, entry in self.entries()
+            )
+            and not self.store.temporaries()
+        )
+
     def reconcile(self) -> list[str]:
         """Make run.json agree with the session files after a process died mid-run.
 
@@ -292,18 +304,11 @@ def create_run(
     extra: dict[str, Any] | None = None,
 ) -> RunState:
     """Make the run folder: snapshot and run.json are written in a hidden folder that is
-    renamed into place, so a run folder either exists whole or not at all."""
+    renamed into place, so a run folder either exists whole or not at all (see
+    :func:`simulator.store.new_folder`)."""
     config = plan.config
     run_id = validate_run_id(config.run_id if config.run_id is not None else new_run_id())
     run_dir = config.out / run_id
-    if run_dir.exists():
-        raise InputError(
-            run_dir, "run folder already exists: choose another --run-id, or `simulator resume` it"
-        )
-    tmp_dir = config.out / f".{run_id}.creating"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    snapshot_inputs(plan, tmp_dir)
     settings = snapshot_config(plan, run_dir).model_copy(update={"run_id": run_id})
     data: dict[str, Any] = {
         "format": FORMAT,
@@ -334,14 +339,15 @@ def create_run(
         "totals": {},
         "resumes": [],
     }
-    store = RunStore(tmp_dir)
-    state = RunState(data, store)
-    for loaded in plan.patients:
-        for number in range(config.start, config.start + config.sessions):
-            state.session(loaded.persona.key, number)
-    state.save(force=True)
-    tmp_dir.rename(run_dir)
-    state.store = RunStore(run_dir)
+    secrets = config.secrets()
+    with new_folder(run_dir) as tmp_dir:
+        snapshot_inputs(plan, tmp_dir)
+        state = RunState(data, RunStore(tmp_dir, secrets))
+        for loaded in plan.patients:
+            for number in range(config.start, config.start + config.sessions):
+                state.session(loaded.persona.key, number)
+        state.save(force=True)
+    state.store = RunStore(run_dir, secrets)
     return state
 
 
@@ -385,12 +391,12 @@ class Runner:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             await self._stop(tasks)
-            self.finish("interrupted")
+            self._finish_after_failure("interrupted")
             raise
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
         if failure is not None:
             await self._stop(list(pending))
-            self.finish("failed")
+            self._finish_after_failure("failed")
             raise failure
         ok = all(t.result() for t in tasks)
         self.finish("complete" if ok else "failed")
@@ -405,6 +411,14 @@ class Runner:
 
     def finish(self, status: str) -> None:
         self.state.finish(status, self.plan.config)
+
+    def _finish_after_failure(self, status: str) -> None:
+        """Record how the run ended, unless the disk refuses that too (full, read-only): then
+        the error that stopped the run is the one to report, and resume rebuilds run.json."""
+        try:
+            self.finish(status)
+        except StorageError:
+            return
 
     def _opening_summary(self, persona_id: str, number: int) -> str | None:
         if number == self.plan.config.start:
@@ -449,11 +463,9 @@ class Runner:
 
 
 def load_state(run_dir: Path) -> RunState:
-    store = RunStore(run_dir)
-    data = store.read_run()
-    for key in ("settings", "sessions", "inputs"):
-        if key not in data:
-            raise RunStateError(store.run_file, f"damaged run.json: no {key!r}")
-    data.setdefault("usage", {})
-    data.setdefault("resumes", [])
-    return RunState(data, store)
+    """A run folder's state, checked before anything is written or locked: run.json must have
+    the shape of :class:`simulator.index.RunIndex`, and no symbolic link may sit inside."""
+    run = read_run(run_dir)
+    with on_disk(run_dir):
+        run.store.check_no_links()
+    return RunState(run.index.dump(), run.store)
