@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 
 import click
 
-from simulator import __version__, commands
+from simulator import __version__, commands, interrupts
 from simulator.errors import InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
+from simulator.interrupts import EXIT_INTERRUPTED
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_INTERRUPTED = 130
 
 
 def _fail_input(exc: InputError) -> None:
@@ -30,19 +29,28 @@ def _fail_input(exc: InputError) -> None:
     sys.exit(2)
 
 
+def _interrupted() -> None:
+    click.echo("simulator: interrupted; `simulator resume RUN_DIR` finishes the run", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def handles_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupts.working():
+                return func(*args, **kwargs)
         except InputError as exc:
             _fail_input(exc)
         except SimulatorError as exc:
             click.echo(f"simulator: error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("simulator: interrupted; `simulator resume RUN_DIR` finishes the run", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _interrupted()
+        except SystemExit:
+            if interrupts.stopped():  # the signal landed as the command ended: still 130
+                _interrupted()
+            raise
 
     return wrapper  # type: ignore[return-value]
 

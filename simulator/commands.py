@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator import interrupts
 from simulator.backend import ChatBackend
 from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
 from simulator.config import ROLES, RunConfig, load_config
@@ -34,9 +34,6 @@ from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
 
-EXIT_INTERRUPTED = 130
-SHOW_CURSOR = "\x1b[?25h"
-"""Sent before quitting at once from a terminal: the live display hides the cursor."""
 REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start", "sessions")
 """Source-run settings a replay does not take over: it is a new run of other sessions."""
 
@@ -60,12 +57,12 @@ async def _execute(
     """
     runner = Runner(plan, backend, state)
     state.listeners.extend(listeners)
-    stop = _Stop()
+    task = asyncio.current_task()
     try:
-        with stop.installed(), attach_progress(state, plan.config, enabled=progress):
+        with _cancelled_by_signals(task), attach_progress(state, plan.config, enabled=progress):
             return await runner.run()
     except asyncio.CancelledError:
-        if stop.signals:
+        if interrupts.stopped():
             raise KeyboardInterrupt from None
         raise
     finally:
@@ -73,47 +70,15 @@ async def _execute(
             try:
                 await backend.aclose()
             except asyncio.CancelledError:
-                if not stop.signals:
+                if not interrupts.stopped():
                     raise  # a Ctrl-C that came as the run ended: the run is whole, let it end
 
 
-class _Stop:
-    """Ctrl-C (or SIGTERM) handling for a run: the first one cancels the run, which stops
-    starting sessions and writes the ones in flight as interrupted; a second one ends the
-    process at once. Whatever instant it lands, the folder stays resumable: files are
-    atomic, and resume reconciles run.json with them."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signals = 0
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        installed: list[signal.Signals] = []
-        for signum in self.SIGNALS:
-            try:
-                loop.add_signal_handler(signum, self._on_signal, task)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signals here: asyncio.run's own handling
-            installed.append(signum)
-        try:
-            yield
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-
-    def _on_signal(self, task: asyncio.Task[Any] | None) -> None:
-        self.signals += 1
-        if self.signals > 1 or task is None:
-            if sys.stderr.isatty():
-                sys.stderr.write(SHOW_CURSOR)
-            _say("stopped at once; `simulator resume RUN_DIR` finishes the run")
-            os._exit(EXIT_INTERRUPTED)
-        _say("stopping: writing the sessions in flight as interrupted (Ctrl-C again to quit at once)")
-        task.cancel()
+def _cancelled_by_signals(task: asyncio.Task[Any] | None) -> AbstractContextManager[None]:
+    """Ctrl-C (or SIGTERM) during a run cancels it: the runner stops starting sessions and
+    writes the ones in flight as interrupted; a second one ends the process at once (see
+    :mod:`simulator.interrupts`). Whatever instant it lands, the folder stays resumable."""
+    return interrupts.cancelling(task) if task is not None else nullcontext()
 
 
 @contextmanager
