@@ -9,6 +9,7 @@ messages, reprs or logs.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -21,9 +22,12 @@ import openai
 from simulator.backend import ChatReply, ChatRequest, Usage
 from simulator.config import RetrySettings, RoleSettings
 from simulator.errors import InputError
+from simulator.limits import MAX_REPLY_TOKENS
 from simulator.retry import TransientReply, call_with_retries
 
 __all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
+
+logger = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """The SDK's default endpoint, used when neither ``base_url`` nor $OPENAI_BASE_URL is set."""
@@ -296,9 +300,14 @@ def _usage(raw: object) -> Usage:
 
 
 def _count(value: object) -> int:
+    """A token count from the server; one no request could have (1e300, NaN) is not believed."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    return max(int(value), 0)
+    if not 0 <= value <= MAX_REPLY_TOKENS:  # False for NaN too
+        if value > 0 or value != value:
+            logger.warning("the server reported %r tokens for one request; counted as 0", value)
+        return 0
+    return int(value)
 
 
 def _server_text(exc: openai.APIStatusError) -> str:

@@ -56,6 +56,20 @@ class _Refused(Exception):
 
 def _check_events(text: str) -> None:
     """One pass over the parser's events, before anything is built: aliases and depth."""
+    try:
+        _walk_events(text)
+    except yaml.MarkedYAMLError as exc:
+        if exc.problem_mark is not None and "nesting depth" in str(exc.problem):
+            # libyaml's own ceiling (1,000 levels), hit while scanning ahead of the events
+            raise _Refused(exc.problem_mark.line + 1, _too_deep()) from None
+        raise
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_YAML_DEPTH} levels deep (the limit is {MAX_YAML_DEPTH})"
+
+
+def _walk_events(text: str) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=_SafeLoader):
         line = event.start_mark.line + 1 if event.start_mark is not None else 0

@@ -39,6 +39,7 @@ __all__ = [
     "error_reply",
     "hang",
     "insufficient_quota",
+    "key_echo",
     "no_choices",
     "not_found",
     "rate_limited",
@@ -202,6 +203,19 @@ def hang(seconds: float = 2.0, then: Reply | None = None) -> Reply:
     shorter timeout gives up first."""
     late = then or completion("This reply is too late.")
     return late._replace(delay_s=seconds)
+
+
+def key_echo(request: RecordedRequest) -> Reply:
+    """A careless model that repeats the API key it was sent (from ``Authorization``) in its
+    reply, and ends summaries with it too: what is stored must not contain it."""
+    key = request.headers.get("authorization", "").removeprefix("Bearer ")
+    reply = default_handler(request)
+    if reply.status != 200:
+        return reply
+    return completion(
+        f"Between us, the key is {key}. {reply.body['choices'][0]['message']['content']}",
+        model=reply.body["model"],
+    )
 
 
 def default_handler(request: RecordedRequest) -> Reply:
