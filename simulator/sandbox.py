@@ -39,9 +39,16 @@ class TemplateLimitError(SecurityError):
     """A template went over one of the sandbox's resource limits."""
 
 
+class TemplateTimeout(TemplateLimitError):
+    """The render ran out of time; where the clock ran out says little, so no line is given."""
+
+    def __init__(self) -> None:
+        super().__init__(f"rendering took longer than {TEMPLATE_SECONDS:g} s (the limit)")
+
+
 def _check_time() -> None:
     if time.monotonic() > _deadline.get():
-        raise TemplateLimitError(f"rendering took longer than {TEMPLATE_SECONDS:g} s (the limit)")
+        raise TemplateTimeout
 
 
 def _check_size(value: Any, what: str) -> Any:
@@ -159,7 +166,7 @@ def _alarm(seconds: float) -> Iterator[None]:
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if armed:
-            raise TemplateLimitError(f"rendering took longer than {TEMPLATE_SECONDS:g} s (the limit)")
+            raise TemplateTimeout
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import InputError, RunStateError, StorageError
+from simulator.personas import id_problem
 from simulator.records import SessionRecord
 from simulator.transcript import format_transcript, session_stem
 
@@ -135,6 +136,10 @@ class RunStore:
         return self.run_dir / RUN_FILE
 
     def session_path(self, persona_id: str, number: int, suffix: str, *, partial: bool = False) -> Path:
+        """Where a session's file goes; the persona id must be one (so the path stays inside)."""
+        problem = id_problem(persona_id)
+        if problem is not None:
+            raise RunStateError(self.run_dir, f"refusing a path for persona {persona_id!r}: {problem}")
         stem = session_stem(number) + (PARTIAL if partial else "")
         return self.run_dir / persona_id / f"{stem}{suffix}"
 
@@ -226,13 +231,6 @@ class RunStore:
                         )
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(Path(entry.path))
-
-    def inside(self, path: Path) -> Path:
-        """``path``, once it is sure to resolve to a place inside the run folder."""
-        root = self.run_dir.resolve()
-        if not path.resolve().is_relative_to(root):
-            raise RunStateError(path, "points outside the run folder")
-        return path
 
     @contextmanager
     def lock(self) -> Iterator[str | None]:

@@ -117,7 +117,8 @@ class Templates:
         except jinja2.UndefinedError as exc:
             raise InputError(_where(path, exc), f"undefined template variable: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:
-            raise InputError(_where(path, exc), f"blocked by the template sandbox: {exc}") from None
+            where = path if isinstance(exc, sandbox.TemplateTimeout) else _where(path, exc)
+            raise InputError(where, f"blocked by the template sandbox: {exc}") from None
         except jinja2.TemplateError as exc:
             raise InputError(_where(path, exc), f"template error: {exc}") from None
         except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
