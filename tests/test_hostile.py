@@ -527,7 +527,7 @@ def test_the_first_signal_at_any_moment_exits_130_without_a_traceback(
     tmp_path: Path, signum: int, delay_s: float
 ) -> None:
     """Start-up (imports), then building the run, then the run itself, depending on load."""
-    proc = _start_run(tmp_path, 30)
+    proc = _start_run(tmp_path, 500)
     time.sleep(delay_s)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
@@ -544,7 +544,7 @@ def test_the_first_signal_at_any_moment_exits_130_without_a_traceback(
 
 
 def test_a_second_signal_exits_130_at_once(tmp_path: Path) -> None:
-    proc = _start_run(tmp_path, 60)
+    proc = _start_run(tmp_path, 500)
     deadline = time.monotonic() + 60
     while not list((tmp_path / "out" / "r").glob("*/session_01.json")):
         assert time.monotonic() < deadline and proc.poll() is None
