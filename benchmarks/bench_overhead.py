@@ -115,9 +115,9 @@ def run_settings(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
 
 
 async def simulator_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
-    import simulator.openai_backend  # noqa: F401  (imported before the clock starts, as in bare)
+    import simulator.backends.openai  # noqa: F401  (imported before the clock starts, as in bare)
     from simulator import commands
-    from simulator.runner import SessionEvent
+    from simulator.state import SessionEvent
 
     personas = write_personas(work / "personas", args.personas)
     samples: list[tuple[int, int, int, int]] = []
@@ -225,7 +225,7 @@ async def bare_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str
 
 
 def phase_main(args: argparse.Namespace) -> None:
-    import simulator.openai_backend  # noqa: F401  (both phases pay the imports before timing)
+    import simulator.backends.openai  # noqa: F401  (both phases pay the imports before timing)
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         phase = simulator_phase if args.phase == "simulator" else bare_phase

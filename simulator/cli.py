@@ -8,19 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from simulator import __version__, commands, interrupts
-from simulator.errors import InputError, SimulatorError
+from simulator.backends import BACKENDS
+from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
-from simulator.interrupts import EXIT_INTERRUPTED
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _StderrLines(logging.Handler):
+    """The library's log lines (notices, what resume repaired) as ``simulator: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"simulator: {record.getMessage()}", err=True)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("simulator")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.INFO))
 
 
 def _fail_input(exc: InputError) -> None:
@@ -55,6 +70,26 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def run_async(work: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run`` for a command: the first Ctrl-C or SIGTERM cancels it (a run writes its
+    sessions in flight as interrupted), a second one quits at once (see
+    :mod:`simulator.interrupts`, installed by the entry point); a stopped command raises
+    KeyboardInterrupt, which :func:`handles_errors` makes exit 130."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        with interrupts.cancelling(task):
+            try:
+                return await work
+            except asyncio.CancelledError:
+                if interrupts.stopped():
+                    raise KeyboardInterrupt from None
+                raise
+
+    return asyncio.run(main())
+
+
 def run_options(func: F) -> F:
     """Flags shared by ``run`` and ``replay``; a flag left out defers to the config file."""
     options = [
@@ -66,7 +101,7 @@ def run_options(func: F) -> F:
             "--config", "config_file", type=click.Path(path_type=Path), help="Run settings in YAML."
         ),
         click.option("--prompts", type=click.Path(path_type=Path), help="Directory of template overrides."),
-        click.option("--backend", type=click.Choice(["offline", "openai"]), help="Chat backend."),
+        click.option("--backend", type=click.Choice(list(BACKENDS)), help="Chat backend."),
         click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)."),
         click.option("--model", help="Model for every role."),
         click.option("--therapist-model", help="Model for the therapist."),
@@ -97,6 +132,7 @@ def run_options(func: F) -> F:
 @click.version_option(__version__, prog_name="simulator")
 def main() -> None:
     """Generate synthetic therapy-session series from persona files and prompt templates."""
+    _log_to_stderr()
 
 
 @main.command()
@@ -110,7 +146,7 @@ def main() -> None:
 @handles_errors
 def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | None, **flags: Any) -> None:
     """Generate a series of sessions for each patient PERSONA file."""
-    code = asyncio.run(commands.run(list(personas), config_file, flags, progress=progress))
+    code = run_async(commands.run(list(personas), config_file, flags, progress=progress))
     sys.exit(code)
 
 
@@ -123,7 +159,7 @@ def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | N
 @handles_errors
 def resume(run_dir: Path, concurrency: int | None, progress: bool | None) -> None:
     """Finish an interrupted or failed run; completed sessions are not touched."""
-    sys.exit(asyncio.run(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
+    sys.exit(run_async(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
 
 
 @main.command()
@@ -143,7 +179,7 @@ def replay(
     **flags: Any,
 ) -> None:
     """New run that regenerates session K (and --sessions N onward) from RUN_DIR's summary of K-1."""
-    code = asyncio.run(
+    code = run_async(
         commands.replay(run_dir, persona_id, session_number, config_file, flags, progress=progress)
     )
     sys.exit(code)

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator import interrupts
-from simulator.backend import ChatBackend
-from simulator.backends import OFFLINE_NOTICE, choose_backend, make_backend
+from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config
 from simulator.errors import InputError, InputErrors, RunStateError
+from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
-from simulator.runner import (
-    INPUTS,
-    Listener,
-    Runner,
-    RunState,
-    create_run,
-    load_state,
-    snapshot_settings,
-)
+from simulator.protocol import ChatBackend
+from simulator.reader import Run, read_run
+from simulator.runner import Runner
 from simulator.session import now
 from simulator.shards import merge_runs, select_shard, shard_record
+from simulator.state import Listener, RunState, create_run, load_state, snapshot_settings
 from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
@@ -38,8 +31,11 @@ REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start",
 """Source-run settings a replay does not take over: it is a new run of other sessions."""
 
 
+log = logging.getLogger(__name__)
+
+
 def _say(line: str) -> None:
-    print(f"simulator: {line}", file=sys.stderr, flush=True)
+    log.warning(line)
 
 
 async def _execute(
@@ -53,32 +49,17 @@ async def _execute(
 ) -> int:
     """Run the plan's pending sessions into ``state``'s folder; close the backend if we made it.
 
-    Raises KeyboardInterrupt (the CLI's exit 130) once a Ctrl-C has stopped the run cleanly.
+    Cancelled (the CLI cancels on Ctrl-C), the sessions in flight are written as interrupted
+    and the cancellation goes on up.
     """
     runner = Runner(plan, backend, state)
     state.listeners.extend(listeners)
-    task = asyncio.current_task()
     try:
-        with _cancelled_by_signals(task), attach_progress(state, plan.config, enabled=progress):
+        with attach_progress(state, plan.config, enabled=progress):
             return await runner.run()
-    except asyncio.CancelledError:
-        if interrupts.stopped():
-            raise KeyboardInterrupt from None
-        raise
     finally:
         if owned:
-            try:
-                await backend.aclose()
-            except asyncio.CancelledError:
-                if not interrupts.stopped():
-                    raise  # a Ctrl-C that came as the run ended: the run is whole, let it end
-
-
-def _cancelled_by_signals(task: asyncio.Task[Any] | None) -> AbstractContextManager[None]:
-    """Ctrl-C (or SIGTERM) during a run cancels it: the runner stops starting sessions and
-    writes the ones in flight as interrupted; a second one ends the process at once (see
-    :mod:`simulator.interrupts`). Whatever instant it lands, the folder stays resumable."""
-    return interrupts.cancelling(task) if task is not None else nullcontext()
+            await backend.aclose()
 
 
 @contextmanager
@@ -92,7 +73,7 @@ def _locked(state: RunState) -> Iterator[None]:
 
 def _check_models(config: RunConfig, backend_name: str) -> None:
     """An endpoint needs a model name for every role: say so before a run folder exists."""
-    if backend_name != "openai":
+    if not kind(backend_name).needs_models:
         return
     missing = [role for role in ROLES if not config.role(role).model]
     if missing:
@@ -126,7 +107,7 @@ async def _start(
 ) -> int:
     """Build the backend first (so a bad setting leaves no folder), then create and run."""
     owned = backend is None
-    chat = backend if backend is not None else make_backend(plan.config, backend_name)
+    chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
     try:
         state = create_run(plan, backend_name, **create)
     except BaseException:
@@ -159,24 +140,49 @@ async def run(
     plan.patients = select_shard(plan.patients, shard)
     if not plan.patients:
         raise InputError("--shard", f"shard {config.shard} of {len(everyone)} personas is empty")
+    extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
+    code, _ = await _run_plan(plan, backend, progress, listeners, extra)
+    return code
+
+
+async def _run_plan(
+    plan: RunPlan,
+    backend: ChatBackend | None,
+    progress: bool | None,
+    listeners: Iterable[Listener],
+    extra: dict[str, Any] | None = None,
+) -> tuple[int, Path]:
+    """Choose and check the backend, then create and run the plan's run folder."""
+    config = plan.config
+    if config.run_id is None:
+        config = config.model_copy(update={"run_id": new_run_id()})
     backend_name = backend.name if backend is not None else choose_backend(config)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    extra = {"shard": shard_record(shard, everyone)} if shard is not None else None
-    return await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
+    code = await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
+    return code, config.out / str(config.run_id)
+
+
+async def run_series(
+    plan: RunPlan, *, backend: ChatBackend | None = None, listeners: Iterable[Listener] = ()
+) -> Run:
+    """Run every session of ``plan`` into a new run folder and read it back: the library's
+    ``simulator run`` for notebooks (no progress display; a failed session is in the result)."""
+    _, run_dir = await _run_plan(plan, backend, False, listeners)
+    return read_run(run_dir)
 
 
 def _plan_from_run(state: RunState, updates: dict[str, Any] | None = None) -> tuple[RunPlan, str]:
     """The plan a run folder was started with, from its snapshot of inputs and settings."""
     run_dir = state.store.run_dir
-    settings = snapshot_settings(run_dir, state.data["settings"])
+    settings = snapshot_settings(run_dir, state.index.settings)
     settings.update(updates or {})
     try:
         config = RunConfig.model_validate(settings)
     except ValueError as exc:
         raise RunStateError(state.store.run_file, f"damaged settings: {exc}") from None
-    personas = [run_dir / INPUTS / "personas" / f"{pid}.yaml" for pid in state.data["inputs"]["personas"]]
-    return load_plan(config, personas), str(state.data["backend"])
+    personas = [persona_file(run_dir, pid) for pid in state.index.inputs.personas]
+    return load_plan(config, personas), state.index.backend
 
 
 async def resume(
@@ -198,18 +204,18 @@ async def resume(
         state.store = RunStore(run_dir, plan.config.secrets())
         for change in state.reconcile():
             _say(change)
-        if all(entry.get("status") == "complete" for _, _, entry in state.entries()):
-            if state.data.get("status") != "complete":
+        if all(entry.status == "complete" for _, _, entry in state.entries()):
+            if state.index.status != "complete":
                 state.finish("complete", plan.config)
             _say(f"{run_dir}: every session is complete; nothing to resume")
             return 0
-        if backend is None and backend_name == "offline":
-            print(OFFLINE_NOTICE, file=sys.stderr)
+        if backend is None:
+            announce(backend_name)
         owned = backend is None
-        chat = backend if backend is not None else make_backend(plan.config, backend_name)
-        state.data["status"] = "running"
-        state.data["ended_at"] = None
-        state.data["resumes"].append(now())
+        chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
+        state.index.status = "running"
+        state.index.ended_at = None
+        state.index.resumes = [*state.index.resumes, now()]
         state.save(force=True)
         return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
 
@@ -228,11 +234,11 @@ async def replay(
     """``simulator replay``: a new run of ``persona_id`` from session ``session_number`` on,
     opened with the summary session K-1 left in ``run_dir``, with any setting changed."""
     source = load_state(run_dir)
-    if persona_id not in source.data["inputs"]["personas"]:
-        known = ", ".join(sorted(source.data["inputs"]["personas"]))
+    if persona_id not in source.index.inputs.personas:
+        known = ", ".join(sorted(source.index.inputs.personas))
         raise InputError("--persona", f"no persona {persona_id!r} in {run_dir} (it has: {known})")
     previous, origin = _summary_before(source, persona_id, session_number)
-    inherited = snapshot_settings(run_dir, source.data["settings"])
+    inherited = snapshot_settings(run_dir, source.index.settings)
     for key in REPLAY_NOT_INHERITED:
         inherited.pop(key, None)
     from_file = (
@@ -244,19 +250,18 @@ async def replay(
     merged = {**inherited, **from_file, **given, "start": session_number}
     merged.setdefault("sessions", 1)
     config = load_config(None, merged)
-    plan = load_plan(config, [run_dir / INPUTS / "personas" / f"{persona_id}.yaml"])
+    plan = load_plan(config, [persona_file(run_dir, persona_id)])
     plan.first_summary = previous
     if backend is not None:
         backend_name = backend.name
     elif config.backend is not None:
         backend_name = choose_backend(config)
     else:
-        backend_name = str(source.data["backend"])
-        if backend_name == "offline":
-            print(OFFLINE_NOTICE, file=sys.stderr)
+        backend_name = source.index.backend
+        announce(backend_name)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    source_settings = source.data["settings"]
+    source_settings = source.index.settings
     changed = sorted(
         key
         for key, value in plan.config.model_dump(mode="json").items()
@@ -265,12 +270,12 @@ async def replay(
     )
     branched = {
         "run_dir": str(run_dir),
-        "run_id": source.data["run_id"],
+        "run_id": source.index.run_id,
         "persona": persona_id,
         "session": session_number,
         "previous_summary_from": origin,
         "changed_settings": changed,
-        "backend": source.data["backend"],
+        "backend": source.index.backend,
     }
     return await _start(
         plan, backend_name, backend, progress, listeners, command="replay", branched_from=branched
@@ -279,13 +284,13 @@ async def replay(
 
 def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str | None, str | None]:
     """The summary that opened (or would open) session ``number`` in the source run."""
-    start = int(source.data["settings"].get("start", 1))
+    start = int(source.index.settings.get("start", 1))
     if number < start:
         raise InputError(
             "--session", f"the source run starts at session {start}; cannot replay session {number}"
         )
     if number == start:
-        path = source.store.run_dir / INPUTS / "previous_summary.txt"
+        path = summary_file(source.store.run_dir)
         if path.is_file():
             return path.read_text(encoding="utf-8").strip(), path.relative_to(source.store.run_dir).as_posix()
         return None, None
@@ -302,10 +307,10 @@ def _summary_before(source: RunState, persona_id: str, number: int) -> tuple[str
 def merge(run_dirs: list[Path], into: Path) -> str:
     """``simulator merge``: shard run folders into one run folder; returns the report line."""
     state = merge_runs(run_dirs, into)
-    totals = state.data["totals"]
+    totals = state.index.totals
     return (
-        f"merged {len(run_dirs)} run folders into {into}: {len(state.data['sessions'])} personas, "
-        f"{totals.get('complete', 0)}/{totals['sessions']} sessions complete (status {state.data['status']})"
+        f"merged {len(run_dirs)} run folders into {into}: {len(state.index.sessions)} personas, "
+        f"{totals.get('complete', 0)}/{totals['sessions']} sessions complete (status {state.index.status})"
     )
 
 

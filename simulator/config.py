@@ -11,32 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
-from simulator.errors import InputError
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
+from simulator.layout import run_id_problem
 from simulator.limits import MAX_SESSION
 from simulator.yamlfile import load_mapping, parse_model
-
-RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-
-
-def _run_id_problem(run_id: str) -> str | None:
-    if (
-        run_id
-        and not run_id.startswith(".")
-        and len(run_id) <= 128
-        and all(c in RUN_ID_CHARS for c in run_id)
-    ):
-        return None
-    return f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
-
-
-def validate_run_id(run_id: str) -> str:
-    """A run id becomes a folder name: nothing that could escape ``--out`` or hide."""
-    problem = _run_id_problem(run_id)
-    if problem is not None:
-        raise InputError("--run-id", problem)
-    return run_id
-
 
 ROLES = ("therapist", "patient", "summarizer")
 
@@ -157,7 +135,8 @@ class RunConfig(_Settings):
     previous_summary: Path | None = None
     therapist: Path | None = None
     prompts: Path | None = None
-    backend: Literal["offline", "openai"] | None = None
+    backend: str | None = None
+    """A name in :data:`simulator.backends.BACKENDS`; None chooses by the environment."""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     model: str | None = None
@@ -202,9 +181,18 @@ class RunConfig(_Settings):
     @field_validator("run_id")
     @classmethod
     def _check_run_id(cls, value: str | None) -> str | None:
-        problem = _run_id_problem(value) if value is not None else None
+        problem = run_id_problem(value) if value is not None else None
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str | None) -> str | None:
+        from simulator.backends import BACKENDS  # the registry imports this module
+
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {value!r}")
         return value
 
     @field_validator("shard")

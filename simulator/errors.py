@@ -2,7 +2,7 @@
 
 SimulatorError            root of everything this package raises on purpose
 ├── InputError            bad input: persona, template, config, flag (CLI exit 2)
-│   └── InputErrors       several InputErrors reported together
+│   ├── InputErrors       several InputErrors reported together
 │   └── RunStateError     a run folder that cannot be resumed or replayed
 ├── StorageError          a run folder file could not be written or read (disk full, read-only)
 └── BackendError          a chat backend failed for good (retries spent, 401, 404, ...)
@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
+EXIT_INTERRUPTED = 130
+"""The exit code of a run stopped by Ctrl-C or SIGTERM (the shell's 128 + SIGINT)."""
 
 
 class SimulatorError(Exception):

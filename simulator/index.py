@@ -122,11 +122,24 @@ class RunIndex(_Index):
 
     def entry(self, persona_id: str, number: int) -> SessionEntry:
         """The index line of a session, added as pending when the run did not have it yet."""
-        return self.sessions.setdefault(persona_id, {}).setdefault(number, SessionEntry())
+        return self.sessions.setdefault(persona_id, {}).setdefault(number, SessionEntry(status="pending"))
 
     def dump(self) -> dict[str, Any]:
-        """JSON-ready, session numbers as strings (JSON keys), ``None`` fields kept."""
-        return self.model_dump(mode="json")
+        """JSON-ready, session numbers as strings (JSON keys): what run.json holds. Only the
+        keys that were read or set are written (a pending session is ``{"status": "pending"}``,
+        no ``cost_usd`` without prices), so the file keeps the shape it always had."""
+        full = self.model_dump(mode="json")
+        kept = self.model_fields_set | set(self.model_extra or {})
+        data = {key: value for key, value in full.items() if key in kept}
+        if "sessions" in data:
+            data["sessions"] = {
+                persona_id: {
+                    str(number): entry.model_dump(mode="json", exclude_unset=True)
+                    for number, entry in entries.items()
+                }
+                for persona_id, entries in self.sessions.items()
+            }
+        return data
 
     @classmethod
     def parse(cls, data: Any) -> RunIndex:

@@ -9,7 +9,7 @@ the phase the process is in:
   tidy up (a half-made run folder is removed) and the CLI exits 130;
 - a run going: cancel it, so the sessions in flight are written as interrupted.
 
-A second signal always exits 130 at once. Stdlib only, so importing it costs nothing.
+A second signal always exits 130 at once. Nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from simulator.errors import EXIT_INTERRUPTED
+
 if TYPE_CHECKING:
     import asyncio
 
-EXIT_INTERRUPTED = 130
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SHOW_CURSOR = "\x1b[?25h"
 """Sent before quitting at once from a terminal: the live display hides the cursor."""

@@ -11,18 +11,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from simulator.errors import InputError
+from simulator.layout import RESERVED_NAMES
 from simulator.limits import MAX_SESSION
 from simulator.yamlfile import load_mapping, parse_model
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-RESERVED_IDS = frozenset({"inputs", "eval", "report.html", "run.json"})
-"""Names a run folder uses for itself: a persona folder must never collide with them."""
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Characters that reorder text on screen (a name could show one thing and be another)."""
 
 
 def id_problem(value: str) -> str | None:
-    if value in RESERVED_IDS:
+    if value in RESERVED_NAMES:
         return f"invalid id {value!r}: the name is reserved for the run folder's own files"
     if ID_PATTERN.fullmatch(value):
         return None

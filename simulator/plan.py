@@ -6,18 +6,20 @@ it at once, so that a run with bad input exits 2 without leaving a folder behind
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from simulator.backend import Scene
+from simulator.backends import Cast
 from simulator.config import RunConfig
 from simulator.errors import InputError, InputErrors
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona, load_therapist
-from simulator.session import SessionPrompts
+from simulator.session import Scene, SessionPrompts
 from simulator.templates import Templates
+
+log = logging.getLogger(__name__)
 
 SAMPLE_SUMMARY = "Main topics discussed:\n- a sample topic"
 
@@ -66,17 +68,16 @@ class RunPlan:
             summarizer=render("summarizer.j2", context),
         )
 
+    def cast(self) -> Cast:
+        patients = tuple(p.persona for p in self.patients if isinstance(p.persona, Patient))
+        return Cast(patients, self.therapist_persona)
+
     def scene(self, patient: Patient, number: int, previous: str | None) -> Scene:
         return Scene(
             patient=patient,
             therapist=self.therapist_persona,
             session_number=number,
             previous_summary=previous,
-            session_notes=patient.notes_for(number),
-            seed=self.config.seed or 0,
-            therapist_end_phrases=tuple(self.config.end_phrases.therapist),
-            min_turns=self.config.min_turns,
-            max_turns=self.config.max_turns,
         )
 
 
@@ -112,7 +113,7 @@ def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
             if len(persona_paths) == 1:
                 problems.append(InputError(path, "this is a therapist persona; `run` takes patient personas"))
             else:
-                print(f"simulator: skipping {path}: a therapist persona (use --therapist)", file=sys.stderr)
+                log.warning("skipping %s: a therapist persona (use --therapist)", path)
             continue
         key = loaded.persona.key
         if key in seen:

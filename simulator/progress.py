@@ -18,8 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from simulator.config import RunConfig
+from simulator.cost import estimate_cost
 from simulator.records import TokenCounts
-from simulator.runner import RunState, SessionEvent, estimate_cost
+from simulator.state import RunState, SessionEvent
 
 LIVE_REFRESH_PER_SECOND = 4
 
@@ -29,14 +30,12 @@ class Progress:
 
     def __init__(self, state: RunState, config: RunConfig) -> None:
         self.config = config
-        self.run_id = str(state.data["run_id"])
-        self.backend = str(state.data["backend"])
-        sessions: dict[str, dict[str, dict[str, object]]] = state.data["sessions"]
+        self.run_id = state.index.run_id
+        self.backend = state.index.backend
+        sessions = state.index.sessions
         self.planned = {pid: len(s) for pid, s in sessions.items()}
         self.total = sum(self.planned.values())
-        self.done = {
-            pid: sum(1 for e in s.values() if e.get("status") == "complete") for pid, s in sessions.items()
-        }
+        self.done = {pid: sum(1 for e in s.values() if e.status == "complete") for pid, s in sessions.items()}
         self.running: set[tuple[str, int]] = set()
         self.errors = 0
         self.tokens: dict[str, TokenCounts] = state.usage()

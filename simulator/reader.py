@@ -14,11 +14,9 @@ from pathlib import Path
 
 from simulator.errors import RunStateError
 from simulator.index import RunIndex, SessionEntry
+from simulator.layout import persona_file, prompts_dir, therapist_file
 from simulator.records import SessionRecord
 from simulator.store import RunStore
-
-INPUTS = "inputs"
-"""The run folder's snapshot of what it was built from (personas, therapist, templates)."""
 
 
 @dataclass(frozen=True)
@@ -63,15 +61,15 @@ class Run:
 
     def persona_file(self, persona_id: str) -> Path:
         """The snapshot of a patient persona the run was started with."""
-        return self.path / INPUTS / "personas" / f"{persona_id}.yaml"
+        return persona_file(self.path, persona_id)
 
     @property
     def therapist_file(self) -> Path:
-        return self.path / INPUTS / "therapist.yaml"
+        return therapist_file(self.path)
 
     @property
     def prompts_dir(self) -> Path:
-        return self.path / INPUTS / "prompts"
+        return prompts_dir(self.path)
 
     def session(self, persona_id: str, number: int) -> RunSession:
         """One session; its record is read from the final file, else the partial one."""

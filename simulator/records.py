@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from simulator.backend import Usage
+from simulator.protocol import Usage
 
 Speaker = Literal["Patient", "Therapist"]
 Status = Literal["complete", "failed", "interrupted"]

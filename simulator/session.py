@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
-from simulator.backend import ChatBackend, ChatMessage, ChatReply, ChatRequest, Role, Scene
 from simulator.config import RunConfig
 from simulator.endings import compile_phrases, find_end_phrase
 from simulator.errors import BackendError
+from simulator.personas import Patient, Therapist
+from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest, Context, Role
 from simulator.records import (
     ERROR,
     MAX_TURNS,
@@ -37,9 +38,11 @@ from simulator.records import (
     Message,
     SessionRecord,
     Speaker,
+    Status,
     Termination,
     TokenCounts,
 )
+from simulator.transcript import transcript_text
 
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
 OTHER: dict[Speaker, Speaker] = {"Patient": "Therapist", "Therapist": "Patient"}
@@ -49,6 +52,16 @@ SNIPPET_WORDS = 12
 RESTART_WORDS = 6
 """A continuation opening with the cut reply's first this-many words restarted it."""
 CUT_BY_ROLE_GUARD = frozenset({"other_speaker_cut", "meta_commentary_removed"})
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Who meets in a session and what opened it (the loop reads names and ids from it)."""
+
+    patient: Patient
+    therapist: Therapist
+    session_number: int
+    previous_summary: str | None
 
 
 @dataclass(frozen=True)
@@ -106,9 +119,17 @@ def new_record(scene: Scene, config: RunConfig, backend: ChatBackend) -> Session
     )
 
 
-def transcript_text(messages: list[Message]) -> str:
-    """The conversation as the summarizer reads it (the transcript's message lines)."""
-    return "\n\n".join(f"{m.speaker}: {m.content}" for m in messages)
+def stop_record(record: SessionRecord, status: Status, reason: str, details: str) -> SessionRecord:
+    """End a session that did not finish by itself (a backend error, a stopped run): status,
+    termination at its last message, end time. Failed sessions keep the error too."""
+    record.status = status
+    if status == "failed":
+        record.error = details
+    record.termination = Termination(
+        reason=reason, details=details, message_index=len(record.messages) - 1 if record.messages else None
+    )
+    record.ended_at = now()
+    return record
 
 
 def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
@@ -175,11 +196,7 @@ class SessionRunner:
             await self._summarize()
             record.status = "complete"
         except BackendError as exc:
-            record.status = "failed"
-            record.error = str(exc)
-            record.termination = Termination(
-                reason=ERROR, details=str(exc), message_index=len(record.messages) - 1
-            )
+            return stop_record(record, "failed", ERROR, str(exc))
         record.ended_at = now()
         return record
 
@@ -257,7 +274,14 @@ class SessionRunner:
             role=role,
             messages=tuple(messages),
             settings=self.config.role(role),
-            scene=self.scene,
+            context=Context(
+                persona_id=self.scene.patient.key,
+                session_number=self.scene.session_number,
+                turn=len(self.record.messages),
+                min_turns=self.config.min_turns,
+                max_turns=self.config.max_turns,
+                previous_summary=self.scene.previous_summary,
+            ),
             purpose=purpose,
         )
         reply = await self.backend.complete(request)

@@ -13,12 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from simulator.config import validate_run_id
 from simulator.errors import InputError, RunStateError
+from simulator.index import RunIndex
+from simulator.layout import INPUTS, validate_run_id
 from simulator.personas import LoadedPersona
 from simulator.records import TokenCounts
-from simulator.runner import INPUTS, RunState, load_state
 from simulator.session import now
+from simulator.state import RunState, load_state
 from simulator.store import RunStore, new_folder
 
 SHARD_FREE_SETTINGS = (
@@ -53,7 +54,7 @@ def shard_record(shard: tuple[int, int], everyone: list[str]) -> dict[str, Any]:
 def _differences(state: RunState, other: RunState) -> list[str]:
     """What would make two run folders not slices of one run: settings (where each ran
     aside), backend, therapist, templates."""
-    mine, theirs = state.data, other.data
+    mine, theirs = state.index.dump(), other.index.dump()
     settings = [
         key
         for key in sorted(mine["settings"].keys() | theirs["settings"].keys())
@@ -67,6 +68,12 @@ def _differences(state: RunState, other: RunState) -> list[str]:
     return settings + [name for name, (a, b) in identity.items() if a != b]
 
 
+def _shard(state: RunState) -> dict[str, Any] | None:
+    """The ``shard`` record a ``run --shard`` wrote in run.json (None for a whole run)."""
+    shard = (state.index.model_extra or {}).get("shard")
+    return shard if isinstance(shard, dict) else None
+
+
 def _check(states: list[RunState]) -> None:
     """Refuse shards that did not come from one run command, overlap, or leave a gap."""
     owner: dict[str, Path] = {}
@@ -78,11 +85,11 @@ def _check(states: list[RunState]) -> None:
                 run_dir,
                 f"not a shard of the same run as {states[0].store.run_dir}: {', '.join(differ)} differ",
             )
-        for pid in state.data["sessions"]:
+        for pid in state.index.sessions:
             if pid in owner:
                 raise InputError(run_dir, f"persona {pid!r} is also in {owner[pid]}: shards overlap")
             owner[pid] = run_dir
-    shards: list[dict[str, Any]] = [s.data["shard"] for s in states if s.data.get("shard")]
+    shards = [shard for shard in map(_shard, states) if shard]
     if shards and len(shards) == len(states):
         everyone = set(shards[0]["personas"])
         if any(set(s["personas"]) != everyone or s["of"] != shards[0]["of"] for s in shards):
@@ -97,31 +104,31 @@ def _check(states: list[RunState]) -> None:
 
 
 def _merged_data(states: list[RunState], run_dir: Path) -> dict[str, Any]:
-    data = {k: v for k, v in states[0].data.items() if k != "shard"}
+    dumps = [s.index.dump() for s in states]
+    data = {k: v for k, v in dumps[0].items() if k != "shard"}
     data = {
         **data,
         "run_id": run_dir.name,
         "command": "merge",
-        "created_at": min(s.data["created_at"] for s in states),
-        "started_at": min(s.data["started_at"] for s in states),
+        "created_at": min(d["created_at"] for d in dumps),
+        "started_at": min(d["started_at"] for d in dumps),
         "ended_at": now(),
         "settings": {**data["settings"], "shard": None, "run_id": run_dir.name, "out": str(run_dir.parent)},
-        "sessions": {pid: e for s in states for pid, e in s.data["sessions"].items()},
+        "sessions": {pid: e for d in dumps for pid, e in d["sessions"].items()},
         "merged_from": [
-            {"run_id": s.data["run_id"], "run_dir": str(s.store.run_dir), "shard": s.data.get("shard")}
-            for s in states
+            {"run_id": s.index.run_id, "run_dir": str(s.store.run_dir), "shard": _shard(s)} for s in states
         ],
         "resumes": [],
     }
     inputs = dict(data["inputs"])
-    inputs["personas"] = {pid: v for s in states for pid, v in s.data["inputs"]["personas"].items()}
+    inputs["personas"] = {pid: v for d in dumps for pid, v in d["inputs"]["personas"].items()}
     data["inputs"] = inputs
     usage: dict[str, TokenCounts] = {}
     flags: dict[str, int] = {}
     for state in states:
         for role, counts in state.usage().items():
             usage.setdefault(role, TokenCounts()).merge(counts)
-        for flag, count in state.data.get("flags", {}).items():
+        for flag, count in state.index.flags.items():
             flags[flag] = flags.get(flag, 0) + count
     data["usage"] = {role: c.model_dump() for role, c in usage.items()}
     data["flags"] = flags
@@ -150,15 +157,15 @@ def merge_runs(run_dirs: list[Path], into: Path) -> RunState:
         (tmp / INPUTS / "personas").mkdir()
         for state in states:
             source = state.store.run_dir
-            if state.data.get("status") == "running":
+            if state.index.status == "running":
                 with state.store.lock():  # refuses while its run is still going
                     pass
-            for pid in state.data["sessions"]:
+            for pid in state.index.sessions:
                 shutil.copy2(source / INPUTS / "personas" / f"{pid}.yaml", tmp / INPUTS / "personas")
                 if (source / pid).is_dir():
                     shutil.copytree(source / pid, tmp / pid, ignore=shutil.ignore_patterns(".*"))
         data = _merged_data(states, into)
-        merged = RunState(data, RunStore(tmp))
+        merged = RunState(RunIndex.parse(data), RunStore(tmp))
         merged.save(force=True)
     merged.store = RunStore(into)
     if not merged.store.run_file.is_file():  # pragma: no cover - rename is atomic

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import InputError, RunStateError, StorageError
+from simulator.layout import LOCK_FILE, PARTIAL, RUN_FILE, session_stem
 from simulator.personas import id_problem
 from simulator.records import SessionRecord
-from simulator.transcript import format_transcript, session_stem
+from simulator.transcript import format_transcript
 
 try:
     import fcntl
@@ -36,9 +37,6 @@ FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 """What ``mkdir()`` would have made; ``mkdtemp`` makes 0700."""
 
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
-PARTIAL = ".partial"
 TMP_SUFFIX = ".tmp"
 REDACTED = "[REDACTED]"
 MIN_SECRET = 8
@@ -183,6 +181,11 @@ class RunStore:
             raise RunStateError(path, f"damaged session record: {exc}") from None
         except OSError as exc:
             raise RunStateError(path, f"cannot read the session record: {_reason(exc)}") from None
+
+    def write_input(self, path: Path, text: str) -> None:
+        """One file of the run's input snapshot (see :mod:`simulator.layout` for where)."""
+        with on_disk(path):
+            atomic_write(path, text, sync=False)
 
     def write_run(self, data: dict[str, Any]) -> None:
         with on_disk(self.run_file):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from simulator.records import SessionRecord
+from collections.abc import Sequence
+
+from simulator.records import Message, SessionRecord
 
 
-def session_stem(number: int) -> str:
-    """``session_08``, ``session_12``, ``session_123``."""
-    return f"session_{number:02d}"
+def transcript_text(messages: Sequence[Message]) -> str:
+    """The message lines: the body of ``session_NN.txt`` and what the summarizer reads."""
+    return "\n\n".join(f"{m.speaker}: {m.content}" for m in messages)
 
 
 def format_transcript(record: SessionRecord) -> str:
     parts = [f"Session Number: {record.session_number}\n\n"]
-    parts.extend(f"{m.speaker}: {m.content}\n\n" for m in record.messages)
+    if record.messages:
+        parts.append(transcript_text(record.messages) + "\n\n")
     if record.termination is not None:
         parts.append(
             "Termination Details:\n"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from simulator.backend import ChatReply, ChatRequest, Usage
 from simulator.cli import main
 from simulator.errors import BackendError
+from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.serieskit import VOCABULARY
 
 REPO = Path(__file__).resolve().parent.parent

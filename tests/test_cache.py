@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Usage
-from simulator.cache import CachedBackend, request_key
+from simulator.backends.cache import CachedBackend, request_key
 from simulator.config import RoleSettings
 from simulator.errors import BackendError, InputError
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from tests.conftest import MARCUS, FakeBackend, invoke
 from tests.loopback import serve
 from tests.serieskit import CONFIG, ROLE_MODELS, run_json, scripted, write_personas
@@ -96,7 +96,7 @@ async def test_many_sessions_at_once_share_one_file(tmp_path: Path) -> None:
     )
     assert len(inner_a.requests) == 10, "identical requests in flight are sent once"
     assert a.hits == 20 and a.misses == 10
-    by_question = {}
+    by_question: dict[str, set[str]] = {}
     for request, reply in zip(requests, replies, strict=True):
         by_question.setdefault(request.messages[0].content, set()).add(reply.content)
     assert all(len(texts) == 1 for texts in by_question.values()), "one text per request, whoever asked"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.personas import Patient, load_persona
 from simulator.summary import SECTIONS
 from tests.conftest import MARCUS, PERSONAS, REPO, invoke
 
@@ -77,7 +78,11 @@ def test_offline_replies_come_from_the_persona(tmp_path: Path) -> None:
     text = (_run(tmp_path, "--sessions", "2") / "marcus_thompson" / "session_02.txt").read_text()
     # Session 2's scripted note and Marcus's own problems and goals surface in what he says.
     assert "I stayed until seven twice this week" in text
-    assert "falling asleep" in text or "perfectionism" in text
+    marcus = load_persona(MARCUS).persona
+    assert isinstance(marcus, Patient)
+    agenda = re.search(r"I'd like to work on (.+?)\. What I really want is to (.+?)\.", text)
+    assert agenda is not None, "the patient sets the agenda"
+    assert agenda[1] in marcus.presenting_problems and agenda[2] in marcus.goals
     priya = (
         _run(tmp_path, run_id="p", persona=PERSONAS / "priya_shah.yaml") / "priya_shah" / "session_01.txt"
     ).read_text()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import simulator
 from simulator.config import RunConfig
+from simulator.cost import estimate_cost
 from simulator.records import TokenCounts
-from simulator.runner import estimate_cost
-from tests.conftest import MARCUS, invoke
+from tests.conftest import MARCUS, FakeBackend
 
 
 def test_cost_uses_each_roles_model_price_and_the_cached_rate() -> None:
@@ -39,8 +40,10 @@ def test_cached_share() -> None:
     assert TokenCounts().cached_share() == 0.0
 
 
-def test_run_json_totals_show_the_cached_share(tmp_path: Path) -> None:
-    result = invoke("run", MARCUS, "--backend", "offline", "--out", tmp_path, "--run-id", "r")
-    assert result.exit_code == 0, result.output
+async def test_run_json_totals_show_the_cached_share(tmp_path: Path) -> None:
+    """The fake backend reports 40 of every 100 prompt tokens as cached: run.json says 0.4."""
+    config = RunConfig(out=tmp_path, run_id="r", max_turns=6)
+    await simulator.run_series(simulator.load_plan(config, [MARCUS]), backend=FakeBackend())
     totals = json.loads((tmp_path / "r" / "run.json").read_text())["totals"]
-    assert totals["prompt_tokens"] > 0 and totals["cached_share"] == 0.0
+    assert totals["prompt_tokens"] > 0 and totals["cached_tokens"] * 10 == totals["prompt_tokens"] * 4
+    assert totals["cached_share"] == pytest.approx(0.4)

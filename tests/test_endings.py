@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.backends.offline.therapist import CLOSINGS
 from simulator.endings import (
     DEFAULT_PATIENT_END_PHRASES,
     DEFAULT_THERAPIST_END_PHRASES,
@@ -174,3 +175,16 @@ def test_compile_phrases_rejects_bad_patterns(pattern: str, message: str) -> Non
 def test_compile_phrases_is_case_insensitive() -> None:
     (pattern,) = compile_phrases([r"\bsee you next week\b"])
     assert pattern.search("SEE YOU NEXT WEEK")
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+def test_default_phrases_end_every_offline_closing(closing: str) -> None:
+    """The offline therapist closes with its own fixed lines; the detector, with the default
+    phrases, must hear each of them as a goodbye, alone and at the end of its closing message."""
+    line = closing.format(name="Marcus")
+    message = (
+        "So it's been a hard week. You worked hard today, Marcus. To sum up: we looked at one of "
+        f"those moments closely, found a more balanced way to see it, and you have a plan for the week. {line}"
+    )
+    assert find_end_phrase(line, THERAPIST) is not None
+    assert find_end_phrase(message, THERAPIST) is not None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
+from simulator import guards
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
     SUMMARY_SECTIONS,
@@ -228,13 +228,24 @@ def test_normalize() -> None:
     assert normalize("  It’s  GREAT, isn't it?\n") == "its great isnt it"
 
 
-def test_similarity_is_fast_enough() -> None:
+def test_repetition_check_normalizes_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard compares every new message with all earlier ones, every turn: each distinct
+    text must be normalized once, not once per comparison (what keeps long sessions fast)."""
     turns = THERAPIST + PATIENT
-    start = time.perf_counter()
+    guards._tokens.cache_clear()
+    guards._shingles.cache_clear()
+    calls: list[str] = []
+    real = guards.normalize
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(guards, "normalize", counting)
     for _ in range(20):
         for text in turns:
             find_repeat(text + " x", turns)
-    assert time.perf_counter() - start < 1.0
+    assert len(calls) == len(set(turns) | {text + " x" for text in turns})
 
 
 # ---- defect 3: stepping out of the role ----------------------------------------------------------

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -31,7 +32,7 @@ ADA = "role: patient\nname: Ada Byrne\npresenting_problems:\n  - worry\n"
 def _lines(stderr: str) -> list[str]:
     """stderr without the offline backend's notice (printed before a run starts)."""
     assert "Traceback" not in stderr, stderr
-    return [line for line in stderr.splitlines() if line != OFFLINE_NOTICE]
+    return [line for line in stderr.splitlines() if line != f"simulator: {OFFLINE_NOTICE}"]
 
 
 def _cli(*args: str | Path, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
@@ -119,7 +120,7 @@ def test_hostile_persona_files_are_refused_with_one_line(tmp_path: Path, case: s
     path = tmp_path / "ada.yaml"
     path.write_text(text, encoding="utf-8")
     out = tmp_path / "out"
-    args = ["--backend", "offline", "--out", out] if command == "run" else []
+    args: list[str | Path] = ["--backend", "offline", "--out", out] if command == "run" else []
     proc = _cli(command, path, *args, cwd=tmp_path, timeout=30)
     assert proc.returncode == 2
     assert _lines(proc.stderr)[0] == f"simulator: error: {path}: {problem}"
@@ -165,7 +166,7 @@ def test_a_config_file_gets_the_same_limits(tmp_path: Path) -> None:
     ]
 
 
-FLAG_CASES = {
+FLAG_CASES: dict[str, tuple[list[str | Path], str]] = {
     "--sessions 1000000000": (
         ["--sessions", "1000000000"],
         "simulator: error: command line: key 'sessions': Input should be less than or equal to 999",
@@ -251,7 +252,7 @@ def test_templates_that_exhaust_resources_end_in_one_line_within_seconds(
     source = therapist.read_text(encoding="utf-8")
     therapist.write_text(source + snippet + "\n", encoding="utf-8")
     line = len(source.splitlines()) + 1
-    args = (
+    args: list[str | Path] = (
         ["run", MARCUS, "--prompts", prompts, "--backend", "offline", "--out", "out"]
         if command == "run"
         else ["validate", prompts]
@@ -278,8 +279,12 @@ def test_a_template_that_is_a_directory_is_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the run folder on a bad disk
 
 
+class Mount(Protocol):
+    def __call__(self, path: Path, size_kb: int = 1024, *, read_only: bool = False) -> Path: ...
+
+
 @pytest.fixture
-def mount(tmp_path: Path) -> Iterator[object]:
+def mount(tmp_path: Path) -> Iterator[Mount]:
     """Mount a tmpfs (root only): ``mount(path, size_kb, read_only=False)``."""
     mounted: list[Path] = []
 
@@ -317,15 +322,15 @@ def test_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path: Path) -> None:
     assert _tree(tmp_path) == ["afile"]
 
 
-def test_read_only_out_is_one_line(tmp_path: Path, mount: object) -> None:
-    ro = mount(tmp_path / "ro", read_only=True)  # type: ignore[operator]
+def test_read_only_out_is_one_line(tmp_path: Path, mount: Mount) -> None:
+    ro = mount(tmp_path / "ro", read_only=True)
     result = invoke("run", MARCUS, "--backend", "offline", "--out", ro, "--run-id", "r")
     assert result.exit_code == 2
     assert _lines(result.stderr) == [f"simulator: error: {ro}: the file system is read-only"]
 
 
-def test_a_full_disk_is_one_line_and_resume_finishes_on_a_roomy_one(tmp_path: Path, mount: object) -> None:
-    small = mount(tmp_path / "small", 64)  # type: ignore[operator]
+def test_a_full_disk_is_one_line_and_resume_finishes_on_a_roomy_one(tmp_path: Path, mount: Mount) -> None:
+    small = mount(tmp_path / "small", 64)
     proc = _cli(
         "run", MARCUS, "--backend", "offline", "--sessions", "6", "--out", small, "--run-id", "r",
         "--no-progress", cwd=tmp_path,
@@ -346,9 +351,9 @@ def test_a_full_disk_is_one_line_and_resume_finishes_on_a_roomy_one(tmp_path: Pa
     assert not (roomy / ".lock").exists()
 
 
-def test_resume_of_a_complete_run_on_read_only_media_changes_nothing(tmp_path: Path, mount: object) -> None:
+def test_resume_of_a_complete_run_on_read_only_media_changes_nothing(tmp_path: Path, mount: Mount) -> None:
     run_dir = _offline_run(tmp_path)
-    media = mount(tmp_path / "media", 4096)  # type: ignore[operator]
+    media = mount(tmp_path / "media", 4096)
     shutil.copytree(run_dir, media / "r")
     remount_read_only(media)
     before = {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()}
@@ -572,7 +577,16 @@ def test_credentials_never_reach_the_run_folder(tmp_path: Path) -> None:
             f"roles:\n  patient:\n    base_urls: ['http://pat:R0lePassw0rd@127.0.0.1:{port}/v1']\n",
             encoding="utf-8",
         )
-        common = ["--backend", "openai", "--model", "m", "--config", config, "--cache", tmp_path / "cache.db"]
+        common: list[str | Path] = [
+            "--backend",
+            "openai",
+            "--model",
+            "m",
+            "--config",
+            config,
+            "--cache",
+            tmp_path / "cache.db",
+        ]
         echoed = invoke(
             "run", MARCUS, *common, "--base-url", server.base_url, "--out", tmp_path / "out", "--run-id", "echo",
             env={"OPENAI_API_KEY": KEY},

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatRequest, Role, Usage
+from simulator.backends.openai import OpenAIBackend
 from simulator.config import RetrySettings, RoleSettings
 from simulator.errors import BackendError, InputError
-from simulator.openai_backend import OpenAIBackend
+from simulator.protocol import ChatMessage, ChatRequest, Role, Usage
 from tests.loopback import (
     LoopbackServer,
     RecordedRequest,

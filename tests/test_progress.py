@@ -11,7 +11,7 @@ from simulator.config import RunConfig
 from simulator.plan import load_plan
 from simulator.progress import Progress, attach_progress
 from simulator.records import SessionRecord, Termination, TokenCounts
-from simulator.runner import RunState, create_run
+from simulator.state import RunState, create_run
 from tests.conftest import MARCUS, PERSONAS, invoke
 
 
@@ -44,7 +44,7 @@ def _record(
         previous_summary=None,
         backend="fake",
         started_at="t",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         termination=Termination(reason=reason, details="d"),
         error=error,
     )

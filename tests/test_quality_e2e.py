@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatReply, Scene, Usage
 from simulator.config import DEFAULT_CONTINUE_NOTE, DEFAULT_REPETITION_NUDGE, DEFAULT_WRAP_UP_NOTE, RunConfig
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
@@ -23,8 +22,9 @@ from simulator.guards import (
 )
 from simulator.personas import Patient
 from simulator.plan import load_plan
+from simulator.protocol import ChatReply, Usage
 from simulator.records import SessionRecord
-from simulator.session import SessionPrompts, run_session
+from simulator.session import Scene, SessionPrompts, run_session
 from simulator.templates import Templates
 from simulator.transcript import format_transcript
 from tests.conftest import MARCUS, REPO, FakeBackend, invoke

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Usage
+from simulator.backends.ratelimit import RateLimitedBackend, TokenBucket, estimate_tokens
 from simulator.config import RoleSettings, RunConfig
 from simulator.errors import BackendError
-from simulator.ratelimit import RateLimitedBackend, TokenBucket, estimate_tokens
-from tests.conftest import FakeBackend
+from simulator.personas import Therapist, load_persona
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
+from tests.conftest import PERSONAS, FakeBackend
 
 
 class FakeTime:
@@ -125,13 +126,16 @@ async def test_a_failed_request_gives_its_tokens_back() -> None:
 
 
 def test_limits_come_from_the_config() -> None:
-    from simulator.backends import make_backend
+    from simulator.backends import Cast, make_backend
 
+    therapist = load_persona(PERSONAS / "nova.yaml").persona
+    assert isinstance(therapist, Therapist)
+    cast = Cast((), therapist)
     config = RunConfig.model_validate(
         {"rate_limits": {"requests_per_minute": 100, "tokens_per_minute": 5000}}
     )
-    backend = make_backend(config, "offline")
+    backend = make_backend(config, "offline", cast)
     assert isinstance(backend, RateLimitedBackend)
     assert backend.requests is not None and backend.requests.capacity == 100
     assert backend.tokens is not None and backend.tokens.capacity == 5000
-    assert not isinstance(make_backend(RunConfig(), "offline"), RateLimitedBackend)
+    assert not isinstance(make_backend(RunConfig(), "offline", cast), RateLimitedBackend)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +39,8 @@ def test_reads_index_and_every_session_in_order(tmp_path: Path) -> None:
     assert run.persona_ids == ["marcus_thompson"]
     found = [(s.persona_id, s.number, s.complete) for s in run.sessions()]
     assert found == [("marcus_thompson", 1, True), ("marcus_thompson", 2, True)]
-    second = run.session("marcus_thompson", 2).record
-    assert second is not None and second.previous_summary == run.session("marcus_thompson", 1).record.summary
+    first, second = (run.session("marcus_thompson", n).record for n in (1, 2))
+    assert first is not None and second is not None and second.previous_summary == first.summary
     assert run.persona_file("marcus_thompson").is_file()
     assert (run.prompts_dir / "therapist.j2").is_file()
 
@@ -60,7 +62,9 @@ def test_partial_sessions_are_read_and_marked(tmp_path: Path) -> None:
         (lambda d: d.pop("inputs"), "inputs"),
     ],
 )
-def test_wrong_shape_is_one_clear_error(tmp_path: Path, damage, message: str) -> None:
+def test_wrong_shape_is_one_clear_error(
+    tmp_path: Path, damage: Callable[[dict[str, Any]], object], message: str
+) -> None:
     run_dir = _offline_run(tmp_path, sessions=1)
     data = json.loads((run_dir / "run.json").read_text())
     damage(data)

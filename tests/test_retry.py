@@ -10,9 +10,7 @@ import httpx2
 import openai
 import pytest
 
-from simulator.config import RetrySettings
-from simulator.errors import BackendError
-from simulator.retry import (
+from simulator.backends.retry import (
     TransientReply,
     backoff_delay,
     call_with_retries,
@@ -20,6 +18,8 @@ from simulator.retry import (
     retry_after_seconds,
     status_of,
 )
+from simulator.config import RetrySettings
+from simulator.errors import BackendError
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 

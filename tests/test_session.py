@@ -7,19 +7,20 @@ from typing import Any
 
 import pytest
 
-from simulator.backend import ChatMessage, ChatReply, ChatRequest, Scene, Usage
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
 from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from simulator.records import SessionRecord
 from simulator.session import (
+    Scene,
     SessionPrompts,
     extend_reply,
     run_session,
     snippet,
-    transcript_text,
 )
+from simulator.transcript import transcript_text
 from tests.conftest import FIVE_SECTIONS, MARCUS, PERSONAS, FakeBackend
 
 _patient, _therapist = load_persona(MARCUS).persona, load_persona(PERSONAS / "nova.yaml").persona
@@ -92,10 +93,6 @@ def scene(cfg: RunConfig) -> Scene:
         therapist=THERAPIST,
         session_number=1,
         previous_summary=None,
-        session_notes=None,
-        seed=0,
-        min_turns=cfg.min_turns,
-        max_turns=cfg.max_turns,
     )
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from simulator.errors import RunStateError
+from simulator.layout import session_stem
 from simulator.records import Message, SessionRecord, Termination
 from simulator.store import RunStore, atomic_write
-from simulator.transcript import format_transcript, session_stem
+from simulator.transcript import format_transcript
 
 
 def _record(status: str = "complete") -> SessionRecord:
@@ -33,7 +34,7 @@ def _record(status: str = "complete") -> SessionRecord:
         summary="Main topics discussed:\n- Perfectionism",
         backend="offline",
         started_at="2026-11-25T00:00:00+00:00",
-        status=status,  # type: ignore[arg-type]
+        status=status,
     )
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.voice import first_to_second, first_to_third, pronouns_of, second_to_third, third_to_first
+from simulator.backends.offline.voice import (
+    first_to_second,
+    first_to_third,
+    pronouns_of,
+    second_to_third,
+    third_to_first,
+)
 
 HE, SHE, THEY = pronouns_of("he/him"), pronouns_of("she/her"), pronouns_of(None)
 

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from simulator.backend import ChatBackend, ChatReply, ChatRequest
+from simulator.protocol import ChatBackend, ChatReply, ChatRequest
 
 CHARS_PER_TOKEN = 4
 DEFAULT_REPLY_TOKENS = 512

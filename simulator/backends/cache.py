@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simulator.backend import ChatBackend, ChatReply, ChatRequest, Usage
 from simulator.errors import InputError
+from simulator.protocol import ChatBackend, ChatReply, ChatRequest, Usage
 from simulator.store import redact
 
 _SCHEMA = """
@@ -33,19 +33,19 @@ CREATE TABLE IF NOT EXISTS replies (
 """
 
 
-def request_key(request: ChatRequest, endpoint: str, *, scene_matters: bool = False) -> str:
+def request_key(request: ChatRequest, endpoint: str, *, context_matters: bool = False) -> str:
     """Digest of the endpoint, model, messages, parameters (seed included) and role; with
-    ``scene_matters`` (the offline backend, whose replies come from the scene rather than the
-    messages) also the persona, the session and the scene's seed. Replicas in ``base_urls``
-    serve one model, so they are left out: a reply from one is good for all."""
-    scene = request.scene if scene_matters else None
+    ``context_matters`` (the offline backend, whose replies come from the personas rather than
+    the messages) also the persona and the session. Replicas in ``base_urls`` serve one model,
+    so they are left out: a reply from one is good for all."""
+    context = request.context if context_matters else None
     shape: dict[str, Any] = {
         "endpoint": endpoint,
         "role": request.role,
         "purpose": request.purpose,
         "messages": [m.as_dict() for m in request.messages],
         "settings": request.settings.model_dump(mode="json", exclude={"base_urls"}),
-        "scene": [scene.patient.key, scene.session_number, scene.seed] if scene is not None else None,
+        "context": [context.persona_id, context.session_number] if context is not None else None,
     }
     blob = json.dumps(shape, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -61,8 +61,17 @@ class _NotThisCache(Exception):
 class CachedBackend:
     """A caching layer in front of another backend."""
 
-    def __init__(self, inner: ChatBackend, path: Path, endpoint: str, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        inner: ChatBackend,
+        path: Path,
+        endpoint: str,
+        *,
+        context_matters: bool = False,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.inner = inner
+        self.context_matters = context_matters
         self.secrets = tuple(secrets)
         self.name = inner.name
         self.endpoint = endpoint
@@ -121,7 +130,7 @@ class CachedBackend:
             )
 
     async def complete(self, request: ChatRequest) -> ChatReply:
-        key = request_key(request, self.endpoint, scene_matters=self.name == "offline")
+        key = request_key(request, self.endpoint, context_matters=self.context_matters)
         row = self._get(key)
         if row is not None:
             self.hits += 1

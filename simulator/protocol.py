@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from simulator.config import RoleSettings
-    from simulator.personas import Patient, Therapist
 
 Role = Literal["therapist", "patient", "summarizer"]
 """Which agent a request is for."""
@@ -28,19 +27,21 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
-class Scene:
-    """What the session is about. Real backends ignore it; the offline backend builds
-    its replies from it instead of from a language model."""
+class Context:
+    """Where in a run a request comes from: for caches, logs and the offline backend's script.
 
-    patient: Patient
-    therapist: Therapist
+    Nothing here says which phrases end a session: the termination detector decides that, and
+    a backend never needs to know how.
+    """
+
+    persona_id: str
     session_number: int
-    previous_summary: str | None
-    session_notes: str | None
-    seed: int
-    therapist_end_phrases: tuple[str, ...] = ()
+    turn: int
+    """Index the message being written will have (0 is the patient's opening)."""
     min_turns: int = 1
     max_turns: int = 40
+    previous_summary: str | None = None
+    """The summary that opened this session (the rendered prompts carry it too)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ChatRequest:
     role: Role
     messages: tuple[ChatMessage, ...]
     settings: RoleSettings
-    scene: Scene | None = None
+    context: Context | None = None
     purpose: str = "turn"
     """``turn``, ``continuation``, ``regeneration`` or ``summary``: lets fakes and logs tell them apart."""
 

@@ -2,7 +2,7 @@
 llama.cpp, ...
 
 One ``openai.AsyncOpenAI`` client per base URL, built with ``max_retries=0``: retries are
-:mod:`simulator.retry`'s alone. Failures become one :class:`~simulator.errors.BackendError`
+:mod:`simulator.backends.retry`'s alone. Failures become one :class:`~simulator.errors.BackendError`
 whose message starts with the role and says what to change; the API key never appears in
 messages, reprs or logs.
 """
@@ -19,11 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from simulator.backend import ChatReply, ChatRequest, Usage
+from simulator.backends.retry import TransientReply, call_with_retries
 from simulator.config import RetrySettings, RoleSettings
 from simulator.errors import InputError
 from simulator.limits import MAX_REPLY_TOKENS
-from simulator.retry import TransientReply, call_with_retries
+from simulator.protocol import ChatReply, ChatRequest, Usage
 
 __all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
 
@@ -50,7 +50,7 @@ _SECRET = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 
 
 class OpenAIBackend:
-    """:class:`~simulator.backend.ChatBackend` over the OpenAI SDK's chat completions."""
+    """:class:`~simulator.protocol.ChatBackend` over the OpenAI SDK's chat completions."""
 
     name = "openai"
 

@@ -1,0 +1,72 @@
+"""What the offline therapist, patient and summarizer share: the session they speak in and
+small text helpers for building sentences from persona fields."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from simulator.personas import Patient, Therapist
+from simulator.protocol import ChatMessage
+
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+TECHNIQUES = (
+    ("thought record", "a thought record"),
+    ("evidence", "examining the evidence for and against a thought"),
+    ("balanced thought", "building a balanced alternative thought"),
+    ("behavioural experiment", "a behavioural experiment"),
+    ("behavioral experiment", "a behavioural experiment"),
+    ("friend", "the double-standard technique (what would you tell a friend?)"),
+    ("activity schedul", "activity scheduling"),
+    ("breathing", "paced breathing"),
+    ("self-compassion", "self-compassion practice"),
+    ("downward arrow", "the downward arrow"),
+)
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE.split(text) if s.strip()]
+
+
+def lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def strip_end(text: str) -> str:
+    return text.strip().rstrip(".!?;:,")
+
+
+def as_list(value: str | list[str] | None) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [s for s in sentences(value) if s]
+    return list(value)
+
+
+def own_turns(messages: Sequence[ChatMessage]) -> int:
+    return sum(1 for m in messages if m.role == "assistant")
+
+
+def last_user(messages: Sequence[ChatMessage]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the offline script needs of a session: built from the request's context and the
+    personas the backend was given."""
+
+    patient: Patient
+    therapist: Therapist
+    session_number: int
+    previous_summary: str | None
+    session_notes: str | None
+    seed: int
+    min_turns: int
+    max_turns: int
