@@ -130,8 +130,8 @@ class Price(_Settings):
 class RunConfig(_Settings):
     """Everything that shapes a run. Saved (without secrets) in run.json for resume."""
 
-    sessions: int = Field(default=1, ge=1, le=MAX_SESSION)
-    start: int = Field(default=1, ge=1, le=MAX_SESSION)
+    sessions: int = Field(default=1, ge=1)
+    start: int = Field(default=1, ge=1)
     previous_summary: Path | None = None
     therapist: Path | None = None
     prompts: Path | None = None
@@ -177,6 +177,16 @@ class RunConfig(_Settings):
         urls += [url for role in self.roles.values() for url in role.base_urls]
         found = [os.environ.get(self.api_key_env)] + [url_password(url) for url in urls]
         return tuple(dict.fromkeys(value for value in found if value))
+
+    @field_validator("sessions", "start")
+    @classmethod
+    def _at_most_max_session(cls, value: int) -> int:
+        if value > MAX_SESSION:
+            raise ValueError(
+                f"{value} is over the limit of {MAX_SESSION} (session files are numbered up to "
+                f"session_{MAX_SESSION})"
+            )
+        return value
 
     @field_validator("run_id")
     @classmethod

@@ -169,7 +169,8 @@ def test_a_config_file_gets_the_same_limits(tmp_path: Path) -> None:
 FLAG_CASES: dict[str, tuple[list[str | Path], str]] = {
     "--sessions 1000000000": (
         ["--sessions", "1000000000"],
-        "simulator: error: command line: key 'sessions': Input should be less than or equal to 999",
+        "simulator: error: command line: key 'sessions': 1000000000 is over the limit of 999 (session "
+        "files are numbered up to session_999)",
     ),
     "past session 999": (
         ["--sessions", "10", "--start", "995", "--previous-summary", MARCUS],
