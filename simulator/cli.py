@@ -32,10 +32,18 @@ class _StderrLines(logging.Handler):
 
 
 def _log_to_stderr() -> None:
+    """For the length of one command: the library logs, the CLI prints."""
     logger = logging.getLogger("simulator")
+    handler = _StderrLines(logging.INFO)
+    level = logger.level
     logger.setLevel(logging.INFO)
-    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
-        logger.addHandler(_StderrLines(logging.INFO))
+    logger.addHandler(handler)
+
+    def detach() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    click.get_current_context().call_on_close(detach)
 
 
 def _fail_input(exc: InputError) -> None:

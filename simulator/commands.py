@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.backends import announce, choose_backend, kind, make_backend
-from simulator.config import ROLES, RunConfig, load_config
+from simulator.config import ROLES, RunConfig, load_config, no_model_message
 from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
@@ -46,16 +46,20 @@ async def _execute(
     progress: bool | None,
     listeners: Iterable[Listener],
     owned: bool,
+    quiet: bool = False,
 ) -> int:
     """Run the plan's pending sessions into ``state``'s folder; close the backend if we made it.
+    The progress display (live or log lines on stderr) is the commands'; ``quiet`` runs
+    without one (the library API, which never prints).
 
     Cancelled (the CLI cancels on Ctrl-C), the sessions in flight are written as interrupted
     and the cancellation goes on up.
     """
     runner = Runner(plan, backend, state)
     state.listeners.extend(listeners)
+    display = nullcontext() if quiet else attach_progress(state, plan.config, enabled=progress)
     try:
-        with attach_progress(state, plan.config, enabled=progress):
+        with display:
             return await runner.run()
     finally:
         if owned:
@@ -77,12 +81,7 @@ def _check_models(config: RunConfig, backend_name: str) -> None:
         return
     missing = [role for role in ROLES if not config.role(role).model]
     if missing:
-        flags = " or ".join(f"--{role}-model" for role in missing)
-        raise InputError(
-            "--model",
-            f"no model set for the {', '.join(missing)}: pass --model or {flags}, "
-            f"or set `roles.<role>.model` in the config",
-        )
+        raise InputError("--model", no_model_message(missing))
 
 
 def _pin_endpoint(config: RunConfig, backend_name: str) -> RunConfig:
@@ -103,6 +102,7 @@ async def _start(
     backend: ChatBackend | None,
     progress: bool | None,
     listeners: Iterable[Listener],
+    quiet: bool = False,
     **create: Any,
 ) -> int:
     """Build the backend first (so a bad setting leaves no folder), then create and run."""
@@ -115,7 +115,9 @@ async def _start(
             await chat.aclose()
         raise
     with _locked(state):
-        return await _execute(plan, state, chat, progress=progress, listeners=listeners, owned=owned)
+        return await _execute(
+            plan, state, chat, progress=progress, listeners=listeners, owned=owned, quiet=quiet
+        )
 
 
 async def run(
@@ -151,6 +153,8 @@ async def _run_plan(
     progress: bool | None,
     listeners: Iterable[Listener],
     extra: dict[str, Any] | None = None,
+    *,
+    quiet: bool = False,
 ) -> tuple[int, Path]:
     """Choose and check the backend, then create and run the plan's run folder."""
     config = plan.config
@@ -159,7 +163,9 @@ async def _run_plan(
     backend_name = backend.name if backend is not None else choose_backend(config)
     _check_models(config, backend_name)
     plan.config = _pin_endpoint(config, backend_name)
-    code = await _start(plan, backend_name, backend, progress, listeners, command="run", extra=extra)
+    code = await _start(
+        plan, backend_name, backend, progress, listeners, quiet=quiet, command="run", extra=extra
+    )
     return code, config.out / str(config.run_id)
 
 
@@ -167,8 +173,9 @@ async def run_series(
     plan: RunPlan, *, backend: ChatBackend | None = None, listeners: Iterable[Listener] = ()
 ) -> Run:
     """Run every session of ``plan`` into a new run folder and read it back: the library's
-    ``simulator run`` for notebooks (no progress display; a failed session is in the result)."""
-    _, run_dir = await _run_plan(plan, backend, False, listeners)
+    ``simulator run`` for notebooks. It prints nothing (notices go to the ``simulator`` logger)
+    and a failed session is in the result, not an exception."""
+    _, run_dir = await _run_plan(plan, backend, False, listeners, quiet=True)
     return read_run(run_dir)
 
 

@@ -247,6 +247,13 @@ class RunConfig(_Settings):
         return int(index), int(total)
 
 
+def no_model_message(roles: list[str]) -> str:
+    """What to do when a role has no model name: the run's check and the backend's say the same."""
+    flags = " or ".join(f"--{role}-model" for role in roles)
+    keys = " / ".join(f"`roles.{role}.model`" for role in roles)
+    return f"no model set for the {', '.join(roles)}: pass --model or {flags}, or set {keys} in the config"
+
+
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """Defaults, then the config file, then flags that were actually given."""
     data: dict[str, Any] = load_mapping(path, "config file") if path is not None else {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from simulator.guards import split_sentences
+from simulator.text import split_sentences
 
 __all__ = [
     "DEFAULT_PATIENT_END_PHRASES",

@@ -1,155 +1,32 @@
-"""Guards every generated message and summary passes through before it is stored.
+"""Guards every generated message passes through before it is stored (summaries: see
+:func:`simulator.summary.clean_summary`).
 
 Each function is pure: it looks at text and says what is wrong or returns a repaired copy, so the
 session loop can decide whether to keep, continue, trim or regenerate, and record the repair as a
 short snake_case flag on the message. The defects they target are the ones the reference output
-shows (SPEC.md, "Quality"): messages cut mid-sentence, near-verbatim repeats, role breaks, and
-summaries wrapped in preambles and doubled headings.
+shows (tests/data/reference_session_08.txt): messages cut mid-sentence, near-verbatim repeats
+and role breaks.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Literal
 
+from simulator.text import normalize
+
 __all__ = [
     "DEFAULT_REPETITION_THRESHOLD",
-    "SUMMARY_SECTIONS",
     "RoleCheck",
-    "SummaryCheck",
     "check_role",
-    "clean_summary",
-    "ends_mid_sentence",
     "find_repeat",
     "join_continuation",
-    "normalize",
     "similarity",
-    "split_sentences",
-    "trim_to_last_sentence",
 ]
-
-# --------------------------------------------------------------------------------------------
-# Sentences: where they end, and whether a text stops inside one
-# --------------------------------------------------------------------------------------------
-
-_TERMINALS = ".!?…。！？"
-_OPENERS = "\"'“‘([{«"
-_CLOSERS = "\"'”’»)]}*_"
-_TERMINAL_RUN = re.compile(r"[.!?…。！？]+[\"'”’»)\]}*_]*")
-# A period after these never ends a sentence ("Dr. Patel", "e.g. journaling").
-_NEVER_FINAL = frozenset(
-    {"dr", "mr", "mrs", "ms", "prof", "st", "sr", "jr", "vs", "cf", "e.g", "i.e", "approx", "fig", "mt"}
-)
-# A sentence ending with one of these titles is unfinished ("I called Dr.").
-_TITLES = frozenset({"dr", "mr", "mrs", "ms", "prof", "mt", "rev", "gen", "hon"})
-_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*•–—+·]|\d{1,3}[.)]|[a-zA-Z][.)])[ \t]+\S")
-
-
-def _strip_trailing_decor(text: str) -> str:
-    """Drop trailing whitespace and emoji, which may follow a finished sentence."""
-    end = len(text)
-    while end > 0:
-        ch = text[end - 1]
-        cat = unicodedata.category(ch)
-        emoji_part = ch in "\u200d\ufe0f\ufe0e" or 0x1F3FB <= ord(ch) <= 0x1F3FF
-        if ch.isspace() or cat == "So" or emoji_part:
-            end -= 1
-        else:
-            break
-    return text[:end]
-
-
-def _word_before(text: str, end: int) -> str:
-    """The whitespace-delimited word ending at ``end``, lower-cased, outer punctuation removed."""
-    start = end
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    return text[start:end].lower().lstrip(_OPENERS).rstrip(".")
-
-
-def _is_boundary(text: str, run_start: int, run_end: int) -> bool:
-    """Whether the terminal punctuation at text[run_start:run_end] closes a sentence."""
-    if run_end < len(text) and not text[run_end].isspace():
-        return False  # "3.5", "e.g.,", "U.S.A"
-    rest = text[run_end:].lstrip(" \t")
-    if rest[:1].islower():
-        return False  # "I just... don't know", '"Why?" she asked'
-    if text[run_start] != ".":
-        return True
-    word = _word_before(text, run_start + 1)
-    if word in _NEVER_FINAL:
-        return False
-    if len(word) == 1 and word.isalpha() and run_start > 0 and text[run_start - 1].isupper():
-        return False  # an initial: "J. Smith"
-    if word.isdigit():
-        line_start = text.rfind("\n", 0, run_start) + 1
-        if not text[line_start : run_start - len(word)].strip():
-            return False  # a list number: "1. Practise ..."
-    return True
-
-
-def _sentence_ends(text: str) -> list[int]:
-    """Offsets just past each complete sentence (or complete list item) in ``text``."""
-    ends: list[int] = []
-    for match in _TERMINAL_RUN.finditer(text):
-        if _is_boundary(text, match.start(), match.end()):
-            ends.append(match.end())
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        body = line.rstrip("\r\n")
-        if line != body and _LIST_ITEM.match(body):
-            ends.append(offset + len(body.rstrip()))
-        offset += len(line)
-    return sorted(set(ends))
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split into sentences, keeping abbreviations, decimals and list numbers intact."""
-    sentences: list[str] = []
-    start = 0
-    for end in [*_sentence_ends(text), len(text)]:
-        piece = text[start:end].strip()
-        if piece:
-            sentences.append(piece)
-        start = end
-    return sentences
-
-
-def ends_mid_sentence(text: str) -> bool:
-    """True when ``text`` stops inside a sentence, as a reply cut at the token limit does.
-
-    A heuristic: pair it with ``finish_reason == "length"``; a finished reply may still end on a
-    colon or an unpunctuated list item, which this also reports.
-    """
-    core = _strip_trailing_decor(text)
-    if not core:
-        return False
-    bare = core.rstrip(_CLOSERS + " \t")
-    if not bare:
-        return False
-    if bare[-1] not in _TERMINALS:
-        return True
-    return bare[-1] == "." and _word_before(bare, len(bare)) in _TITLES
-
-
-def trim_to_last_sentence(text: str) -> str | None:
-    """Cut ``text`` back to its last complete sentence; None when none is complete."""
-    body = text.rstrip()
-    if not body:
-        return None
-    if not ends_mid_sentence(body):
-        return body
-    ends = [end for end in _sentence_ends(body) if end < len(body)]
-    if not ends:
-        return None
-    trimmed = body[: ends[-1]].rstrip()
-    return trimmed or None
-
 
 # --------------------------------------------------------------------------------------------
 # Continuing a truncated reply
@@ -223,14 +100,6 @@ strips its meta paragraph), while every other pair of turns in it scores 0.16 or
 
 _SHINGLE = 4
 _SHORT_TOKENS = 8  # below this many words, compare whole token sequences instead
-
-
-def normalize(text: str) -> str:
-    """Case-, punctuation- and whitespace-insensitive form for comparing messages."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"['’‘ʼ`]", "", text)
-    text = re.sub(r"[\W_]+", " ", text)
-    return text.strip()
 
 
 @lru_cache(maxsize=1024)
@@ -434,162 +303,3 @@ def check_role(text: str, speaker: Speaker, names: Sequence[str] = ()) -> RoleCh
         flags.append("empty")
         return RoleCheck("", tuple(dict.fromkeys(flags)), True)
     return RoleCheck(body, tuple(dict.fromkeys(flags)), False)
-
-
-# --------------------------------------------------------------------------------------------
-# Summaries
-# --------------------------------------------------------------------------------------------
-
-SUMMARY_SECTIONS = (
-    "Main topics discussed",
-    "Techniques/exercises introduced",
-    "Things that appeared helpful",
-    "Homework assigned",
-    "Insights/realizations",
-)
-
-_HEADING_VARIANTS: dict[str, str] = {
-    SUMMARY_SECTIONS[0]: r"(?:main\s+|key\s+)?(?:topics?|themes?)(?:\s+(?:discussed|covered|explored))?"
-    r"|discussion\s+topics|what\s+we\s+discussed",
-    SUMMARY_SECTIONS[1]: r"(?:techniques?|exercises?|interventions?|skills?|tools?)"
-    r"(?:\s*(?:/|and|&|or)\s*(?:techniques?|exercises?|interventions?|skills?|tools?))?"
-    r"(?:\s+(?:introduced|used|practi[cs]ed|discussed|taught|covered))?",
-    SUMMARY_SECTIONS[2]: r"(?:things|what)\s+(?:that\s+)?(?:appeared|seemed|was|were)\s+helpful"
-    r"|helpful(?:\s*(?:/|and|&)\s*important)?(?:\s+(?:elements|things|aspects|factors|moments))?"
-    r"|what\s+(?:helped|worked(?:\s+well)?)",
-    SUMMARY_SECTIONS[3]: r"homework(?:\s+(?:assigned|assignments?|given|tasks?|set))?"
-    r"|assignments?|between[- ]session\s+tasks|action\s+items",
-    SUMMARY_SECTIONS[4]: r"(?:key\s+)?(?:insights?|reali[sz]ations?|takeaways?)"
-    r"(?:\s*(?:/|and|&)\s*(?:insights?|reali[sz]ations?))?(?:\s+gained)?",
-}
-_HEADING_RES = [(name, re.compile(rf"(?:{p})", re.IGNORECASE)) for name, p in _HEADING_VARIANTS.items()]
-_MARKUP = re.compile(r"^(?:#{1,6}\s*)?(?:\d{1,2}[.)]\s+|[ivx]{1,4}[.)]\s+)?")
-_SESSION_SUMMARY = re.compile(
-    r"(?:session\s+)?summary(?:\s+(?:of|for)\s+(?:the\s+)?session(?:\s+\d+)?)?", re.IGNORECASE
-)
-_BULLET = re.compile(r"^(?P<indent>[ \t]*)(?P<mark>[-*•–—+·]|\d{1,3}[.)]|[a-z][.)])[ \t]+(?P<body>\S.*)$")
-_RULE = re.compile(r"^[ \t]*(?:[-*_=][ \t]*){3,}$")
-
-
-@dataclass(frozen=True)
-class SummaryCheck:
-    """A summary after cleaning: text, repairs made, sections not found, and input order."""
-
-    text: str
-    flags: tuple[str, ...]
-    missing: tuple[str, ...]
-    out_of_order: bool
-
-    @property
-    def ok(self) -> bool:
-        """All five sections are there (order is repaired, so it does not count)."""
-        return not self.missing
-
-
-def _unmark(line: str) -> str:
-    """A line with markdown emphasis and heading marks removed, for heading matching."""
-    bare = line.strip().replace("**", "").replace("__", "")
-    bare = bare.strip("*_ \t")
-    return _MARKUP.sub("", bare).strip()
-
-
-def _parse_heading(line: str) -> tuple[str, str] | None:
-    """(canonical section, inline text after the colon) when ``line`` is a section heading."""
-    bare = _unmark(line)
-    if not bare:
-        return None
-    title, colon, rest = bare.partition(":")
-    title = re.sub(r"\s+", " ", title.strip(" *_")).strip()
-    rest = rest.strip(" *_")
-    for name, pattern in _HEADING_RES:
-        if pattern.fullmatch(title):
-            if not colon and title != bare.strip():
-                return None
-            return name, rest
-    return None
-
-
-def _is_session_summary_heading(line: str) -> bool:
-    bare = _unmark(line).rstrip(":").strip(" *_")
-    return bool(_SESSION_SUMMARY.fullmatch(bare))
-
-
-def clean_summary(text: str) -> SummaryCheck:
-    """Reduce a summarizer reply to the five canonical sections with '- ' bullets.
-
-    Removes what models wrap around the sections (preambles, a repeated "Session Summary:"
-    heading, closing remarks), canonicalises heading names and bullet marks, merges repeated
-    sections and puts them in canonical order. A reply with no recognisable section comes back
-    unchanged (stripped) with all five missing, so the caller can ask again.
-    """
-    flags: list[str] = []
-    sections: dict[str, list[str]] = {}
-    found_order: list[str] = []
-    current: str | None = None
-    prose_section = False  # the current section's items are unbulleted lines so far
-    after_blank = False
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-    for line in lines:
-        if not line.strip() or _RULE.match(line):
-            after_blank = True
-            continue
-        bullet = _BULLET.match(line)
-        if bullet is None:
-            heading = _parse_heading(line)
-        else:  # a numbered or bulleted heading, "1. **Main topics:**", but not "- Homework: x"
-            heading = _parse_heading(bullet.group("body"))
-            if heading is not None and current is not None:
-                titled = bullet.group("body").rstrip(" *_").endswith(":")
-                heading = heading if titled and not heading[1] else None
-        if heading is None and bullet is None and _is_session_summary_heading(line):
-            flags.append("summary_heading_deduplicated")
-            continue
-        if heading is not None:
-            name, inline = heading
-            if line.strip() != f"{name}:":
-                flags.append("summary_headings_normalized")
-            if name in sections:
-                flags.append("summary_sections_merged")
-            else:
-                sections[name] = []
-                found_order.append(name)
-            current, prose_section, after_blank = name, True, False
-            if inline:
-                sections[name].append(inline)
-                flags.append("summary_bullets_normalized")
-            continue
-        if current is None:
-            flags.append("summary_preamble_removed")
-            continue
-        items = sections[current]
-        if bullet:
-            if bullet.group("mark") != "-" or bullet.group("indent"):
-                flags.append("summary_bullets_normalized")
-            items.append(bullet.group("body").strip())
-            prose_section, after_blank = False, False
-        elif items and not after_blank and (line[:1].isspace() or line.strip()[:1].islower()):
-            items[-1] = f"{items[-1]} {line.strip()}"
-        elif prose_section and not (items and after_blank):
-            items.append(line.strip())
-            flags.append("summary_bullets_normalized")
-            after_blank = False
-        else:
-            flags.append("summary_trailing_text_removed")
-
-    if not found_order:
-        return SummaryCheck(text.strip(), (), SUMMARY_SECTIONS, False)
-
-    canonical = [name for name in SUMMARY_SECTIONS if name in sections]
-    out_of_order = found_order != canonical
-    if out_of_order:
-        flags.append("summary_sections_reordered")
-    blocks: list[str] = []
-    for name in canonical:
-        items = list(dict.fromkeys(re.sub(r"\s+", " ", item).strip() for item in sections[name]))
-        items = [item for item in items if item]
-        if items:
-            blocks.append(f"{name}:\n" + "\n".join(f"- {item}" for item in items))
-    present = {block.split(":\n", 1)[0] for block in blocks}
-    missing = tuple(name for name in SUMMARY_SECTIONS if name not in present)
-    return SummaryCheck("\n\n".join(blocks), tuple(dict.fromkeys(flags)), missing, out_of_order)

@@ -126,9 +126,11 @@ def load_plan(config: RunConfig, persona_paths: list[Path]) -> RunPlan:
         therapist = load_therapist(config.therapist or default_therapist_path())
     except InputError as exc:
         problems.append(exc)
-    templates = Templates(config.prompts) if config.prompts is None or config.prompts.is_dir() else None
-    if templates is None:
-        problems.append(InputError(config.prompts, "--prompts must be a directory of .j2 templates"))
+    templates: Templates | None = None
+    try:
+        templates = Templates(config.prompts)
+    except InputError as exc:
+        problems.append(exc)
     first_summary = None
     if config.previous_summary is not None:
         try:

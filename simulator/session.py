@@ -14,7 +14,7 @@ Every repair a guard makes is a short flag on the message (or in ``summary_flags
 ``regenerated_empty``      an attempt was empty, or nothing was left once out-of-role text was cut
 ``role_label_stripped``, ``other_speaker_cut``, ``meta_commentary_removed``,
 ``stage_direction_removed``  role repairs (see :func:`simulator.guards.check_role`)
-``summary_*``              summary repairs (see :func:`simulator.guards.clean_summary`), plus
+``summary_*``              summary repairs (see :func:`simulator.summary.clean_summary`), plus
                            ``summary_regenerated`` and ``summary_incomplete``
 =========================  =====================================================================
 """
@@ -42,6 +42,8 @@ from simulator.records import (
     Termination,
     TokenCounts,
 )
+from simulator.summary import SummaryCheck, clean_summary
+from simulator.text import ends_mid_sentence, normalize, trim_to_last_sentence
 from simulator.transcript import transcript_text
 
 ROLE_OF: dict[Speaker, Role] = {"Patient": "patient", "Therapist": "therapist"}
@@ -141,15 +143,15 @@ def snippet(text: str, words: int = SNIPPET_WORDS) -> str:
 def extend_reply(text: str, continuation: str) -> str:
     """A cut reply plus the model's continuation of it. A model asked to continue sometimes
     starts the whole reply again instead: then the continuation replaces the cut reply."""
-    head = guards.normalize(continuation).split()[:RESTART_WORDS]
-    if len(head) == RESTART_WORDS and guards.normalize(text).split()[:RESTART_WORDS] == head:
+    head = normalize(continuation).split()[:RESTART_WORDS]
+    if len(head) == RESTART_WORDS and normalize(text).split()[:RESTART_WORDS] == head:
         return continuation.strip()
     return guards.join_continuation(text, continuation)
 
 
 def _trimmed(text: str, flags: list[str]) -> str:
     """``text`` cut back to its last complete sentence ("" when none is), flagged if it changed."""
-    trimmed = guards.trim_to_last_sentence(text) or ""
+    trimmed = trim_to_last_sentence(text) or ""
     if trimmed != text:
         flags.append("truncated_trimmed")
     return trimmed
@@ -185,7 +187,6 @@ class SessionRunner:
             "Therapist": compile_phrases(config.end_phrases.therapist),
             "Patient": compile_phrases(config.end_phrases.patient),
         }
-        # Not (yet) run-config keys; read them when the config grows them.
         self.role_nudge = self.guards.role_nudge
         self.summary_retry_note = self.guards.summary_retry_note
 
@@ -397,12 +398,12 @@ class SessionRunner:
         flags = ["truncated_continued"] if continuations else []
         cut = reply.finish_reason in ("length", "content_filter")
         cut_empty = reply.finish_reason == "length" and not text
-        if text and (cut or (continuations and guards.ends_mid_sentence(text))):
+        if text and (cut or (continuations and ends_mid_sentence(text))):
             text = _trimmed(text, flags)
         checked = guards.check_role(text, speaker, self._names(speaker))
         flags.extend(f for f in checked.flags if f != "empty")
         text = "" if checked.needs_regeneration else checked.text.strip()
-        if text and CUT_BY_ROLE_GUARD & set(checked.flags) and guards.ends_mid_sentence(text):
+        if text and CUT_BY_ROLE_GUARD & set(checked.flags) and ends_mid_sentence(text):
             text = _trimmed(text, flags)
         return _Candidate(
             text=text, reply=reply, flags=list(dict.fromkeys(flags)), usage=usage, cut_empty=cut_empty
@@ -425,7 +426,7 @@ class SessionRunner:
             ChatMessage("user", transcript_text(record.messages)),
         ]
         messages = base
-        best: tuple[guards.SummaryCheck, list[str]] | None = None
+        best: tuple[SummaryCheck, list[str]] | None = None
         regenerations: list[str] = []
         for attempt in range(self.guards.summary_retries + 1):
             if attempt:
@@ -438,7 +439,7 @@ class SessionRunner:
             if reply.finish_reason == "length" and "\n" in text.strip():
                 text = text.strip().rsplit("\n", 1)[0]  # drop the line being written when cut
                 flags.append("summary_truncated_trimmed")
-            checked = guards.clean_summary(text)
+            checked = clean_summary(text)
             flags.extend(checked.flags)
             if best is None or len(checked.missing) < len(best[0].missing):
                 best = (checked, flags)

@@ -114,6 +114,17 @@ def test_max_turns_and_start_with_previous_summary(tmp_path: Path) -> None:
     assert len(record["messages"]) == 6
 
 
+def test_custom_end_phrases_the_offline_closings_miss_end_at_max_turns(tmp_path: Path) -> None:
+    """The offline therapist does not bend its goodbye to the configured phrases: with phrases
+    none of its closing lines match, the detector never fires and the session runs to max_turns."""
+    config = tmp_path / "farewell.yaml"
+    config.write_text("end_phrases: {therapist: ['\\bfarewell\\b'], patient: ['\\bfarewell\\b']}\n")
+    run_dir = _run(tmp_path, "--max-turns", "12", "--config", config)
+    record = json.loads((run_dir / "marcus_thompson" / "session_01.json").read_text())
+    assert record["termination"]["reason"] == "Max Turns Reached"
+    assert len(record["messages"]) == 12
+
+
 def test_python_dash_m_from_another_directory(tmp_path: Path) -> None:
     """Default therapist and templates are package data, found without the checkout as cwd."""
     env = {**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}

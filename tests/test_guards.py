@@ -8,19 +8,16 @@ from pathlib import Path
 import pytest
 
 from simulator import guards
+from simulator import text as text_module
 from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
-    SUMMARY_SECTIONS,
     check_role,
-    clean_summary,
-    ends_mid_sentence,
     find_repeat,
     join_continuation,
-    normalize,
     similarity,
-    split_sentences,
-    trim_to_last_sentence,
 )
+from simulator.summary import SUMMARY_SECTIONS, clean_summary
+from simulator.text import ends_mid_sentence, normalize, split_sentences, trim_to_last_sentence
 
 REFERENCE = (Path(__file__).parent / "data" / "reference_session_08.txt").read_text(encoding="utf-8")
 THERAPIST_NAMES = ("Nova", "Marcus Thompson")
@@ -235,7 +232,7 @@ def test_repetition_check_normalizes_each_message_once(monkeypatch: pytest.Monke
     guards._tokens.cache_clear()
     guards._shingles.cache_clear()
     calls: list[str] = []
-    real = guards.normalize
+    real = text_module.normalize
 
     def counting(text: str) -> str:
         calls.append(text)

@@ -13,19 +13,15 @@ from typing import Any
 import pytest
 
 from simulator.config import DEFAULT_CONTINUE_NOTE, DEFAULT_REPETITION_NUDGE, DEFAULT_WRAP_UP_NOTE, RunConfig
-from simulator.guards import (
-    DEFAULT_REPETITION_THRESHOLD,
-    SUMMARY_SECTIONS,
-    clean_summary,
-    ends_mid_sentence,
-    similarity,
-)
+from simulator.guards import DEFAULT_REPETITION_THRESHOLD, similarity
 from simulator.personas import Patient
 from simulator.plan import load_plan
 from simulator.protocol import ChatReply, Usage
 from simulator.records import SessionRecord
 from simulator.session import Scene, SessionPrompts, run_session
+from simulator.summary import SUMMARY_SECTIONS, clean_summary
 from simulator.templates import Templates
+from simulator.text import ends_mid_sentence
 from simulator.transcript import format_transcript
 from tests.conftest import MARCUS, REPO, FakeBackend, invoke
 from tests.loopback import RecordedRequest, Reply, completion, serve

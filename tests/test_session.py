@@ -9,7 +9,6 @@ import pytest
 
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
 from simulator.errors import BackendError
-from simulator.guards import SUMMARY_SECTIONS
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from simulator.records import SessionRecord
@@ -20,6 +19,7 @@ from simulator.session import (
     run_session,
     snippet,
 )
+from simulator.summary import SUMMARY_SECTIONS
 from simulator.transcript import transcript_text
 from tests.conftest import FIVE_SECTIONS, MARCUS, PERSONAS, FakeBackend
 

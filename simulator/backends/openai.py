@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from simulator.backends.retry import TransientReply, call_with_retries
-from simulator.config import RetrySettings, RoleSettings
+from simulator.config import RetrySettings, RoleSettings, no_model_message
 from simulator.errors import InputError
 from simulator.limits import MAX_REPLY_TOKENS
 from simulator.protocol import ChatReply, ChatRequest, Usage
@@ -79,12 +79,7 @@ class OpenAIBackend:
         settings = request.settings
         model = settings.model
         if not model:
-            role = request.role
-            raise InputError(
-                None,
-                f"no model set for the {role}: pass --model or --{role}-model, "
-                f"or set `roles.{role}.model` in the config",
-            )
+            raise InputError(None, no_model_message([request.role]))
         urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
         params: dict[str, Any] = {
             "model": model,
