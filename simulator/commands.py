@@ -71,7 +71,7 @@ def _locked(state: RunState) -> Iterator[None]:
     """Hold the run folder's lock, saying so when it takes over one a killed process left."""
     with state.store.lock() as stale:
         if stale is not None:
-            _say(f"{state.store.run_dir}: taking over the lock left by {stale}, which is no longer running")
+            _say(f"{state.store.run_dir}: taking over a stale lock ({stale} no longer holds it)")
         yield
 
 

@@ -439,7 +439,7 @@ def test_a_stale_lock_is_taken_over_with_a_note_and_removed(tmp_path: Path) -> N
     result = invoke("resume", run_dir)
     assert result.exit_code == 0
     assert _lines(result.stderr)[0] == (
-        f"simulator: {run_dir}: taking over the lock left by pid 999999999, which is no longer running"
+        f"simulator: {run_dir}: taking over a stale lock (pid 999999999 no longer holds it)"
     )
     assert not (run_dir / ".lock").exists()
 
