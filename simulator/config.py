@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -14,9 +15,13 @@ from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
 from simulator.layout import run_id_problem
 from simulator.limits import MAX_SESSION
+from simulator.message_layout import Layout
+from simulator.protocol import Role
 from simulator.yamlfile import load_mapping, parse_model
 
-ROLES = ("therapist", "patient", "summarizer")
+ROLES: tuple[Role, ...] = ("therapist", "patient", "summarizer")
+DEFAULT_MAX_TOKENS = {"therapist": 512, "patient": 512, "summarizer": 1024}
+"""Per-role reply limits when the config sets none; ``max_tokens: null`` asks for no limit."""
 
 DEFAULT_WRAP_UP_NOTE = (
     "Time check: only a few exchanges remain in this session. Begin wrapping up now: "
@@ -55,12 +60,15 @@ class _Settings(BaseModel):
 
 
 class RoleSettings(_Settings):
-    """How to call the model for one agent. ``None`` means: leave it to the server."""
+    """How to call the model for one agent. ``None`` means: leave it to the server
+    (``max_tokens`` defaults per role, see :data:`DEFAULT_MAX_TOKENS`)."""
 
     model: str | None = None
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = Field(default=None, gt=0)
+    message_layout: Layout | None = None
+    """Overrides the run's ``message_layout`` for this role."""
     seed: int | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
@@ -156,9 +164,10 @@ class RunConfig(_Settings):
     wrap_up_turns: int = Field(default=6, ge=0)
     """The therapist gets the wrap-up note once this few messages remain before max_turns."""
     wrap_up_note: str = DEFAULT_WRAP_UP_NOTE
+    message_layout: Layout = "alternating"
+    """How each request's messages are laid out (see :mod:`simulator.message_layout`)."""
     notes_role: Literal["system", "user"] = "system"
-    """Role of the notes added after the conversation (wrap-up, nudges, continue). Some chat
-    templates (Mistral, Gemma on vLLM) accept a system message only first: use ``user``."""
+    """Role of the notes (wrap-up, nudges, continue) in the ``system_notes`` layout."""
     guards: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
@@ -227,6 +236,7 @@ class RunConfig(_Settings):
                 f"sessions {self.start} to {last} go past session {MAX_SESSION}, the highest number a "
                 f"session can have"
             )
+        object.__setattr__(self, "roles", _with_default_limits(self.roles))
         return self
 
     def role(self, role: str) -> RoleSettings:
@@ -240,6 +250,10 @@ class RunConfig(_Settings):
             updates["seed"] = self.seed
         return base.model_copy(update=updates) if updates else base
 
+    def layout(self, role: str) -> Layout:
+        """The message layout ``role`` starts with: its own setting, else the run's."""
+        return self.role(role).message_layout or self.message_layout
+
     def shard_parts(self) -> tuple[int, int] | None:
         if self.shard is None:
             return None
@@ -247,7 +261,20 @@ class RunConfig(_Settings):
         return int(index), int(total)
 
 
-def no_model_message(roles: list[str]) -> str:
+def _with_default_limits(roles: dict[Any, RoleSettings]) -> dict[Any, RoleSettings]:
+    """Every role with its ``max_tokens`` set: the default unless the config gave one (``null``
+    included). Filled in here so that run.json saves the limit a run used and resume keeps it."""
+    filled: dict[Any, RoleSettings] = {}
+    for role in ROLES:
+        settings = roles.get(role) or RoleSettings()
+        if "max_tokens" not in settings.model_fields_set:
+            data = {**settings.model_dump(exclude_unset=True), "max_tokens": DEFAULT_MAX_TOKENS[role]}
+            settings = RoleSettings.model_validate(data)
+        filled[role] = settings
+    return filled
+
+
+def no_model_message(roles: Sequence[str]) -> str:
     """What to do when a role has no model name: the run's check and the backend's say the same."""
     flags = " or ".join(f"--{role}-model" for role in roles)
     keys = " / ".join(f"`roles.{role}.model`" for role in roles)

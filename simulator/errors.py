@@ -6,6 +6,8 @@ SimulatorError            root of everything this package raises on purpose
 │   └── RunStateError     a run folder that cannot be resumed or replayed
 ├── StorageError          a run folder file could not be written or read (disk full, read-only)
 └── BackendError          a chat backend failed for good (retries spent, 401, 404, ...)
+    ├── TemplateRejected  the server's chat template refused the roles of the messages
+    └── ContextOverflow   the request does not fit the model's context
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ class BackendError(SimulatorError):
         self.attempts = attempts
         self.status = status
         super().__init__(message)
+
+
+class TemplateRejected(BackendError):
+    """The server's chat template refused the messages' roles ("roles must alternate",
+    "System role not supported"): a stricter message layout may be accepted."""
+
+
+class ContextOverflow(BackendError):
+    """The request (prompt plus reply limit) is larger than the model's context."""
 
 
 class RunStateError(InputError):

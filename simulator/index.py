@@ -97,6 +97,8 @@ class RunIndex(_Index):
     resumes: list[str] = Field(default_factory=list)
     flags: dict[str, int] = Field(default_factory=dict)
     cost_usd: float | None = None
+    layout_changes: list[dict[str, str]] = Field(default_factory=list)
+    """Message layouts a server's chat template refused, and what each role moved to."""
 
     @field_validator("sessions")
     @classmethod

@@ -66,6 +66,7 @@ class RunPlan:
             patient=render("patient.j2", context),
             opening=render("opening.j2", context),
             summarizer=render("summarizer.j2", context),
+            patient_start=render("patient_start.j2", context),
         )
 
     def cast(self) -> Cast:

@@ -8,7 +8,7 @@ The counters start from run.json, so a resumed run shows what it had already don
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -55,28 +55,26 @@ class Progress:
                 self.tokens.setdefault(role, TokenCounts()).merge(counts)
 
     def line(self, event: SessionEvent) -> str:
-        """``[3/16] marcus_thompson session 2: complete (Natural Session End); 1234 tokens, ...``"""
+        """``[3/16] marcus_thompson session 2: complete (Natural Session End); this session
+        1234 tokens, no errors; run 5678 tokens, ..., 0 failed sessions``: the session's own
+        numbers first, then the run's."""
         text = f"[{sum(self.done.values())}/{self.total}] {event.persona_id} session {event.session_number}: {event.status}"
         record = event.record
-        if record is not None and record.termination is not None:
+        if record is None:
+            return f"{text}; run {self.counters()}"
+        if record.termination is not None:
             text += f" ({record.termination.reason})"
-        if record is not None and record.error:
+        if record.error:
             text += f": {record.error}"
-        return f"{text}; {self.counters()}"
+        own = _total(record.usage.values())
+        errors = "1 error" if record.status == "failed" else "no errors"
+        return f"{text}; this session {own.prompt_tokens + own.completion_tokens} tokens, {errors}; run {self.counters()}"
 
     def counters(self) -> str:
-        totals = self._totals()
+        totals = _total(self.tokens.values())
         hits = f", {totals.cache_hits} cache hits" if totals.cache_hits else ""
-        return (
-            f"{totals.prompt_tokens + totals.completion_tokens} tokens{hits}{self._cost()}, "
-            f"{self.errors} errors"
-        )
-
-    def _totals(self) -> TokenCounts:
-        total = TokenCounts()
-        for counts in self.tokens.values():
-            total.merge(counts)
-        return total
+        failed = f"{self.errors} failed session{'s' if self.errors != 1 else ''}"
+        return f"{totals.prompt_tokens + totals.completion_tokens} tokens{hits}{self._cost()}, {failed}"
 
     def _cost(self) -> str:
         cost = estimate_cost(self.tokens, self.config)
@@ -96,6 +94,13 @@ class Progress:
     def status(self) -> str:
         done = sum(self.done.values())
         return f"{done}/{self.total} sessions done, {len(self.running)} running; {self.counters()}"
+
+
+def _total(counts: Iterable[TokenCounts]) -> TokenCounts:
+    total = TokenCounts()
+    for one in counts:
+        total.merge(one)
+    return total
 
 
 @contextmanager

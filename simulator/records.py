@@ -56,6 +56,17 @@ class Message(BaseModel):
     flags: list[str] = Field(default_factory=list)
 
 
+class FailedAttempt(BaseModel):
+    """One attempt at a message that gave nothing usable, kept in a failed session's record
+    (``attempts`` in its ``.partial.json``) to show why it failed."""
+
+    speaker: Speaker
+    purpose: str
+    finish_reason: str | None
+    text: str
+    cut_empty: bool = False
+
+
 class Termination(BaseModel):
     reason: str
     details: str
@@ -82,6 +93,8 @@ class SessionRecord(BaseModel):
     ended_at: str | None = None
     status: Status = "interrupted"
     error: str | None = None
+    attempts: list[FailedAttempt] = Field(default_factory=list)
+    """The attempts behind a "no usable message" failure; left out of the file when empty."""
 
     def role_usage(self, role: str) -> TokenCounts:
         return self.usage.setdefault(role, TokenCounts())

@@ -14,7 +14,7 @@ from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
 from simulator.records import ERROR, INTERRUPTED, SessionRecord
-from simulator.session import new_record, run_session, stop_record
+from simulator.session import new_record, run_layouts, run_session, stop_record
 from simulator.state import RunState
 
 
@@ -31,6 +31,8 @@ class Runner:
         self.backend = backend
         self.state = state
         self.store = state.store
+        self.layouts = run_layouts(plan.config)
+        self.layouts.listeners.append(state.layout_changed)
 
     async def run(self) -> int:
         """0 when every session completed, 1 when one failed. Cancelled (Ctrl-C): in-flight
@@ -103,7 +105,7 @@ class Runner:
         record = new_record(scene, config, self.backend)
         self.state.start(patient.key, number)
         try:
-            await run_session(scene, prompts, config, self.backend, record)
+            await run_session(scene, prompts, config, self.backend, record, self.layouts)
         except asyncio.CancelledError:
             self._keep(stop_record(record, "interrupted", INTERRUPTED, "The run was stopped"))
             raise

@@ -3,6 +3,9 @@ message, the termination detector decides when it ends, the summarizer closes it
 
 Knows nothing about files or HTTP: it talks to one :class:`ChatBackend` and fills in a
 :class:`SessionRecord` as it goes, so a caller that cancels it still holds the partial session.
+Each agent's side of the conversation is a :class:`~simulator.message_layout.Prompt`, laid out
+per request in the role's current message layout (tightened when a server's chat template
+refuses it): notes and nudges exist only in requests, never in the record.
 
 Every repair a guard makes is a short flag on the message (or in ``summary_flags``):
 
@@ -25,16 +28,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from simulator import guards
-from simulator.config import RunConfig
+from simulator.config import ROLES, RunConfig
 from simulator.endings import compile_phrases, find_end_phrase
-from simulator.errors import BackendError
+from simulator.errors import BackendError, ContextOverflow, TemplateRejected
+from simulator.message_layout import Layouts, Prompt, render
 from simulator.personas import Patient, Therapist
-from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest, Context, Role
+from simulator.protocol import ChatBackend, ChatReply, ChatRequest, Context, Role
 from simulator.records import (
     ERROR,
     MAX_TURNS,
     NATURAL_END,
     REPETITION,
+    FailedAttempt,
     Message,
     SessionRecord,
     Speaker,
@@ -42,7 +47,7 @@ from simulator.records import (
     Termination,
     TokenCounts,
 )
-from simulator.summary import SummaryCheck, clean_summary
+from simulator.summary import SUMMARY_SECTIONS, SummaryCheck, clean_summary
 from simulator.text import ends_mid_sentence, normalize, trim_to_last_sentence
 from simulator.transcript import transcript_text
 
@@ -74,6 +79,8 @@ class SessionPrompts:
     patient: str
     opening: str
     summarizer: str
+    patient_start: str = "(The therapist greets you.)"
+    """The user message before the patient's opening in its own history (alternating layouts)."""
 
 
 @dataclass
@@ -101,11 +108,20 @@ class RepetitionLoop(Exception):
 
 
 class NoUsableReply(BackendError):
-    """Every attempt at a message was empty or out of role."""
+    """Every attempt at a message was empty or out of role; ``tried`` keeps what each said."""
+
+    def __init__(self, message: str, tried: list[FailedAttempt]) -> None:
+        self.tried = tried
+        super().__init__(message, attempts=len(tried))
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_layouts(config: RunConfig) -> Layouts:
+    """Each role's starting message layout, from the config."""
+    return Layouts({role: config.layout(role) for role in ROLES})
 
 
 def new_record(scene: Scene, config: RunConfig, backend: ChatBackend) -> SessionRecord:
@@ -157,6 +173,13 @@ def _trimmed(text: str, flags: list[str]) -> str:
     return trimmed
 
 
+def _drop_last_line(text: str) -> str:
+    """A cut summary without its unfinished last line, so it ends at its last complete bullet
+    (a one-line reply keeps its complete sentences)."""
+    body = text.strip()
+    return body.rsplit("\n", 1)[0] if "\n" in body else trim_to_last_sentence(body) or ""
+
+
 def repetition_details(loop: RepetitionLoop, regenerations: int) -> str:
     """The ``Repetition Loop`` termination details: which message repeated which."""
     tries = f"{regenerations} regeneration{'s' if regenerations != 1 else ''}"
@@ -176,7 +199,9 @@ class SessionRunner:
         config: RunConfig,
         backend: ChatBackend,
         record: SessionRecord,
+        layouts: Layouts,
     ) -> None:
+        self.layouts = layouts
         self.scene = scene
         self.prompts = prompts
         self.config = config
@@ -197,6 +222,8 @@ class SessionRunner:
             await self._summarize()
             record.status = "complete"
         except BackendError as exc:
+            if isinstance(exc, NoUsableReply):
+                record.attempts = exc.tried
             return stop_record(record, "failed", ERROR, str(exc))
         record.ended_at = now()
         return record
@@ -253,41 +280,48 @@ class SessionRunner:
             return None
         return find_end_phrase(message.content, self.phrases[message.speaker])
 
-    def _note(self, text: str) -> ChatMessage:
-        """An instruction added after the conversation (wrap-up, nudge, continue): a system
-        message, or a user one for chat templates that allow system only first."""
-        return ChatMessage(self.config.notes_role, text)
-
-    def _view(self, speaker: Speaker) -> list[ChatMessage]:
+    def _view(self, speaker: Speaker) -> Prompt:
         """The conversation from one agent's side: its system prompt, its turns as assistant,
         and for the therapist near ``max_turns`` a trailing wrap-up note."""
-        system = self.prompts.therapist if speaker == "Therapist" else self.prompts.patient
-        view = [ChatMessage("system", system)]
-        for m in self.record.messages:
-            view.append(ChatMessage("assistant" if m.speaker == speaker else "user", m.content))
+        patient = speaker == "Patient"
+        prompt = Prompt(
+            self.prompts.patient if patient else self.prompts.therapist,
+            tuple(("assistant" if m.speaker == speaker else "user", m.content) for m in self.record.messages),
+            start=self.prompts.patient_start if patient else None,
+        )
         remaining = self.config.max_turns - len(self.record.messages)
         if speaker == "Therapist" and remaining <= self.config.wrap_up_turns:
-            view.append(self._note(self.config.wrap_up_note))
-        return view
+            prompt = prompt.plus(("note", self.config.wrap_up_note))
+        return prompt
 
-    async def _call(self, role: Role, messages: list[ChatMessage], purpose: str) -> ChatReply:
-        request = ChatRequest(
-            role=role,
-            messages=tuple(messages),
-            settings=self.config.role(role),
-            context=Context(
-                persona_id=self.scene.patient.key,
-                session_number=self.scene.session_number,
-                turn=len(self.record.messages),
-                min_turns=self.config.min_turns,
-                max_turns=self.config.max_turns,
-                previous_summary=self.scene.previous_summary,
-            ),
-            purpose=purpose,
+    async def _call(self, role: Role, prompt: Prompt, purpose: str) -> ChatReply:
+        """One request in the role's current layout; a layout the server's chat template
+        refuses is tightened (for the whole run) and the request sent again."""
+        context = Context(
+            persona_id=self.scene.patient.key,
+            session_number=self.scene.session_number,
+            turn=len(self.record.messages),
+            min_turns=self.config.min_turns,
+            max_turns=self.config.max_turns,
+            previous_summary=self.scene.previous_summary,
         )
-        reply = await self.backend.complete(request)
-        self.record.role_usage(role).add(reply.usage, cache_hit=reply.cache_hit)
-        return reply
+        while True:
+            layout = self.layouts.get(role)
+            request = ChatRequest(
+                role=role,
+                messages=tuple(render(prompt, layout, self.config.notes_role)),
+                settings=self.config.role(role),
+                context=context,
+                purpose=purpose,
+            )
+            try:
+                reply = await self.backend.complete(request)
+            except TemplateRejected as exc:
+                if not self.layouts.tighten(role, layout, str(exc)):
+                    raise
+                continue
+            self.record.role_usage(role).add(reply.usage, cache_hit=reply.cache_hit)
+            return reply
 
     async def _turn(self, speaker: Speaker, *, goodbye: bool = False) -> Message:
         """One message, through every guard; regenerated (with a nudge) when a guard says so.
@@ -302,16 +336,25 @@ class SessionRunner:
         nudge: str | None = None
         attempts = self.guards.max_regenerations + 1
         repeat: RepetitionLoop | None = None
-        cut_empty = 0
+        tried: list[FailedAttempt] = []
         for attempt in range(attempts):
-            messages = [*view, self._note(nudge)] if nudge else view
+            prompt = view.plus(("note", nudge)) if nudge else view
             purpose = "turn" if attempt == 0 else "regeneration"
-            candidate = await self._candidate(speaker, messages, purpose)
+            candidate = await self._candidate(speaker, prompt, purpose)
             usage.merge(candidate.usage)
             repeat = None
             if not candidate.text:
                 regenerations.append("regenerated_empty")
-                cut_empty += int(candidate.cut_empty)
+                reply = candidate.reply
+                tried.append(
+                    FailedAttempt(
+                        speaker=speaker,
+                        purpose=purpose,
+                        finish_reason=reply.finish_reason,
+                        text=reply.content,
+                        cut_empty=candidate.cut_empty,
+                    )
+                )
                 nudge = self.role_nudge
                 continue
             hit = (
@@ -333,13 +376,27 @@ class SessionRunner:
             return self._message(speaker, candidate, usage, [*regenerations, *candidate.flags])
         if repeat is not None:
             raise repeat
-        role = ROLE_OF[speaker]
-        reason = "empty or out of role"
-        if cut_empty == attempts:
-            reason = (
-                f"the token limit was reached before any text: raise `roles.{role}.max_tokens` in the config"
+        raise NoUsableReply(self._no_usable_reason(ROLE_OF[speaker], tried), tried)
+
+    def _no_usable_reason(self, role: Role, tried: list[FailedAttempt]) -> str:
+        """Why no attempt gave a message: the token limit when every attempt hit it."""
+        if not all(t.finish_reason == "length" for t in tried):
+            return f"{role}: no usable message after {len(tried)} attempts (empty or out of role)"
+        limit = self.config.role(role).max_tokens
+        if limit is None:
+            return (
+                f"{role} replies were cut at the server's limit on every attempt (max_tokens is null); "
+                f"set roles.{role}.max_tokens or give the server a larger context"
             )
-        raise NoUsableReply(f"{role}: no usable message after {attempts} attempts ({reason})")
+        thinking = (
+            " (nothing was written before the limit: a reasoning model can spend it all on thinking)"
+            if all(t.cut_empty for t in tried)
+            else ""
+        )
+        return (
+            f"{role} replies were cut at max_tokens={limit} on every attempt; "
+            f"raise roles.{role}.max_tokens{thinking}"
+        )
 
     def _message(
         self, speaker: Speaker, candidate: _Candidate, usage: TokenCounts, flags: list[str]
@@ -358,28 +415,35 @@ class SessionRunner:
         )
 
     async def _complete_reply(
-        self, role: Role, messages: list[ChatMessage], purpose: str, usage: TokenCounts
+        self, role: Role, prompt: Prompt, purpose: str, usage: TokenCounts
     ) -> tuple[ChatReply, int]:
         """A reply, continued (at most ``max_continuations`` times) while cut at the token limit.
 
         The continuation request is the same conversation plus the cut reply as the assistant's
-        turn and a system note asking to go on from where it stopped. Returns the joined reply
-        (its ``finish_reason`` is the last request's) and how many continuations it took.
+        turn and a note asking to go on from where it stopped. Returns the joined reply (its
+        ``finish_reason`` is the last request's) and how many continuations it took.
+
+        A continuation resends the cut reply, so it is only asked for when the role's own
+        ``max_tokens`` cut it (with no limit, the context itself is full) and never after the
+        server said a continuation no longer fits: then the reply is left as cut.
         """
-        reply = await self._call(role, messages, purpose)
+        reply = await self._call(role, prompt, purpose)
         usage.add(reply.usage, cache_hit=reply.cache_hit)
         text = reply.content.lstrip()
         continuations = 0
+        limit = self.config.role(role).max_tokens
         while (
-            reply.finish_reason == "length" and text.strip() and continuations < self.guards.max_continuations
+            reply.finish_reason == "length"
+            and limit is not None
+            and text.strip()
+            and continuations < self.guards.max_continuations
         ):
+            follow = prompt.plus(("assistant", text.rstrip()), ("note", self.guards.continue_note))
+            try:
+                more = await self._call(role, follow, "continuation")
+            except ContextOverflow:
+                break
             continuations += 1
-            follow = [
-                *messages,
-                ChatMessage("assistant", text.rstrip()),
-                self._note(self.guards.continue_note),
-            ]
-            more = await self._call(role, follow, "continuation")
             usage.add(more.usage, cache_hit=more.cache_hit)
             text = extend_reply(text, more.content)
             reply = replace(
@@ -390,10 +454,10 @@ class SessionRunner:
             )
         return replace(reply, content=text), continuations
 
-    async def _candidate(self, speaker: Speaker, messages: list[ChatMessage], purpose: str) -> _Candidate:
+    async def _candidate(self, speaker: Speaker, prompt: Prompt, purpose: str) -> _Candidate:
         """A reply made whole (continued or trimmed) and kept in role; text may come back empty."""
         usage = TokenCounts()
-        reply, continuations = await self._complete_reply(ROLE_OF[speaker], messages, purpose, usage)
+        reply, continuations = await self._complete_reply(ROLE_OF[speaker], prompt, purpose, usage)
         text = reply.content.strip()
         flags = ["truncated_continued"] if continuations else []
         cut = reply.finish_reason in ("length", "content_filter")
@@ -421,11 +485,8 @@ class SessionRunner:
         """Ask for the five-section summary, clean it, ask once more (``summary_retries``)
         when sections are missing, and keep the most complete answer."""
         record = self.record
-        base = [
-            ChatMessage("system", self.prompts.summarizer),
-            ChatMessage("user", transcript_text(record.messages)),
-        ]
-        messages = base
+        base = Prompt(self.prompts.summarizer, (("user", transcript_text(record.messages)),))
+        prompt = base
         best: tuple[SummaryCheck, list[str]] | None = None
         regenerations: list[str] = []
         for attempt in range(self.guards.summary_retries + 1):
@@ -433,11 +494,11 @@ class SessionRunner:
                 regenerations.append("summary_regenerated")
             usage = TokenCounts()
             purpose = "summary" if attempt == 0 else "regeneration"
-            reply, continuations = await self._complete_reply("summarizer", messages, purpose, usage)
+            reply, continuations = await self._complete_reply("summarizer", prompt, purpose, usage)
             text = reply.content
             flags = ["summary_truncated_continued"] if continuations else []
-            if reply.finish_reason == "length" and "\n" in text.strip():
-                text = text.strip().rsplit("\n", 1)[0]  # drop the line being written when cut
+            if reply.finish_reason == "length" and text.strip():
+                text = _drop_last_line(text)  # the line being written when it was cut
                 flags.append("summary_truncated_trimmed")
             checked = clean_summary(text)
             flags.extend(checked.flags)
@@ -446,14 +507,19 @@ class SessionRunner:
             if checked.ok:
                 break
             missing = ", ".join(checked.missing)
-            messages = [
-                *base,
-                ChatMessage("assistant", reply.content.strip() or "(no summary)"),
-                ChatMessage("user", self.summary_retry_note.replace("{missing}", missing)),
-            ]
+            prompt = base.plus(
+                ("assistant", reply.content.strip() or "(no summary)"),
+                ("user", self.summary_retry_note.replace("{missing}", missing)),
+            )
         assert best is not None
         checked, flags = best
-        record.summary = checked.text
+        summary = checked.text
+        if not checked.ok and len(checked.missing) == len(SUMMARY_SECTIONS):
+            # No section was recognised: keep the prose only up to its last whole sentence.
+            summary = trim_to_last_sentence(summary) or ""
+            if summary != checked.text:
+                flags = [*flags, "summary_truncated_trimmed"]
+        record.summary = summary or None
         record.summary_flags = [*regenerations, *dict.fromkeys(flags)]
         if not checked.ok:
             record.summary_flags.append("summary_incomplete")
@@ -465,7 +531,10 @@ async def run_session(
     config: RunConfig,
     backend: ChatBackend,
     record: SessionRecord | None = None,
+    layouts: Layouts | None = None,
 ) -> SessionRecord:
-    """Run one session. Pass ``record`` to keep hold of the partial session if cancelled."""
+    """Run one session. Pass ``record`` to keep hold of the partial session if cancelled, and
+    ``layouts`` to share the message layouts (and their tightening) across a run's sessions."""
     record = record if record is not None else new_record(scene, config, backend)
-    return await SessionRunner(scene, prompts, config, backend, record).run()
+    layouts = layouts if layouts is not None else run_layouts(config)
+    return await SessionRunner(scene, prompts, config, backend, record, layouts).run()

@@ -8,6 +8,7 @@ The session files are the truth; run.json is the index kept beside them, rebuilt
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import platform
 import time
@@ -31,6 +32,7 @@ from simulator.layout import (
     therapist_file,
     validate_run_id,
 )
+from simulator.message_layout import Layout
 from simulator.plan import RunPlan
 from simulator.records import SessionRecord, TokenCounts
 from simulator.session import now
@@ -58,6 +60,8 @@ class SessionEvent:
     status: str
     record: SessionRecord | None = None
 
+
+log = logging.getLogger(__name__)
 
 Listener = Callable[[SessionEvent], None]
 
@@ -191,6 +195,22 @@ class RunState:
                 for pid, number, entry in self.entries()
             )
             and not self.store.temporaries()
+        )
+
+    def layout_changed(self, role: str, old: Layout, new: Layout, server_said: str) -> None:
+        """A server refused ``old`` for ``role``: save ``new`` in the settings, so resume starts
+        with it, log the change in ``layout_changes``, and tell the user (the CLI prints it)."""
+        roles: dict[str, Any] = self.index.settings.setdefault("roles", {})
+        roles.setdefault(role, {})["message_layout"] = new
+        change = {"role": role, "from": old, "to": new, "server_said": server_said, "at": now()}
+        self.index.layout_changes = [*self.index.layout_changes, change]
+        self.save(force=True)
+        log.warning(
+            "%s: the server's chat template refused the '%s' message layout; "
+            "using '%s' for the rest of the run (saved in run.json)",
+            role,
+            old,
+            new,
         )
 
     def reconcile(self) -> list[str]:

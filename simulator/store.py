@@ -160,7 +160,8 @@ class RunStore:
         data = self.session_path(record.persona_id, record.session_number, ".json", partial=not complete)
         with on_disk(data):
             atomic_write(txt, self.redact(format_transcript(record)))
-            atomic_write(data, self.redact(to_json(record.model_dump(mode="json"))))
+            dumped = record.model_dump(mode="json", exclude=None if record.attempts else {"attempts"})
+            atomic_write(data, self.redact(to_json(dumped)))
         if complete:
             self.drop_partial(record.persona_id, record.session_number)
         return data

@@ -84,14 +84,9 @@ def _is_session_summary_heading(line: str) -> bool:
     return bool(_SESSION_SUMMARY.fullmatch(bare))
 
 
-def clean_summary(text: str) -> SummaryCheck:
-    """Reduce a summarizer reply to the five canonical sections with '- ' bullets.
-
-    Removes what models wrap around the sections (preambles, a repeated "Session Summary:"
-    heading, closing remarks), canonicalises heading names and bullet marks, merges repeated
-    sections and puts them in canonical order. A reply with no recognisable section comes back
-    unchanged (stripped) with all five missing, so the caller can ask again.
-    """
+def _read(text: str) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """The one summary parser: items per canonical section, the order sections came in, and
+    the repairs reading them needed (lenient about markup, preambles and trailing text)."""
     flags: list[str] = []
     sections: dict[str, list[str]] = {}
     found_order: list[str] = []
@@ -147,6 +142,18 @@ def clean_summary(text: str) -> SummaryCheck:
         else:
             flags.append("summary_trailing_text_removed")
 
+    return sections, found_order, flags
+
+
+def clean_summary(text: str) -> SummaryCheck:
+    """Reduce a summarizer reply to the five canonical sections with '- ' bullets.
+
+    Removes what models wrap around the sections (preambles, a repeated "Session Summary:"
+    heading, closing remarks), canonicalises heading names and bullet marks, merges repeated
+    sections and puts them in canonical order. A reply with no recognisable section comes back
+    unchanged (stripped) with all five missing, so the caller can ask again.
+    """
+    sections, found_order, flags = _read(text)
     if not found_order:
         return SummaryCheck(text.strip(), (), SUMMARY_SECTIONS, False)
 
@@ -165,36 +172,15 @@ def clean_summary(text: str) -> SummaryCheck:
     return SummaryCheck("\n\n".join(blocks), tuple(dict.fromkeys(flags)), missing, out_of_order)
 
 
-SECTIONS = SUMMARY_SECTIONS
-
-_PARSE_HEADING = re.compile(r"^\s*([A-Za-z][A-Za-z /&-]*?):\s*$")
-_PARSE_BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+(.*\S)\s*$")
-
-
 def parse_sections(text: str | None) -> dict[str, list[str]]:
-    """Bullets under each known heading (case-insensitive); unknown headings are skipped."""
-    sections: dict[str, list[str]] = {}
-    if not text:
-        return sections
-    lookup = {name.lower(): name for name in SECTIONS}
-    current: str | None = None
-    for line in text.splitlines():
-        heading = _PARSE_HEADING.match(line)
-        if heading:
-            current = lookup.get(heading[1].strip().lower())
-            if current is not None:
-                sections.setdefault(current, [])
-            continue
-        bullet = _PARSE_BULLET.match(line)
-        if bullet and current is not None:
-            sections[current].append(bullet[1])
-    return sections
+    """Items under each section found in ``text`` (read like :func:`clean_summary` does)."""
+    return _read(text)[0] if text else {}
 
 
 def format_sections(sections: dict[str, list[str]]) -> str:
     """The canonical text: every section in order, ``- `` bullets, a blank line between."""
     blocks = []
-    for name in SECTIONS:
+    for name in SUMMARY_SECTIONS:
         bullets = sections.get(name) or ["None this session"]
         blocks.append(name + ":\n" + "\n".join(f"- {b}" for b in bullets))
     return "\n\n".join(blocks)

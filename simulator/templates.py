@@ -18,7 +18,7 @@ import jinja2
 from simulator import sandbox
 from simulator.errors import InputError, InputErrors
 
-TEMPLATE_NAMES = ("therapist.j2", "patient.j2", "opening.j2", "summarizer.j2")
+TEMPLATE_NAMES = ("therapist.j2", "patient.j2", "opening.j2", "summarizer.j2", "patient_start.j2")
 
 
 def ordinal(value: int) -> str:
@@ -34,7 +34,7 @@ def default_prompts_dir() -> Path:
 
 
 class Templates:
-    """The four prompt templates, each from ``override`` when it has that file, else the default."""
+    """The prompt templates, each from ``override`` when it has that file, else the default."""
 
     def __init__(self, override: Path | None = None) -> None:
         if override is not None and not override.is_dir():

@@ -40,12 +40,15 @@ __all__ = [
     "hang",
     "insufficient_quota",
     "key_echo",
+    "llama_cpp_context_exceeded",
+    "llama_cpp_not_found",
     "no_choices",
     "not_found",
     "rate_limited",
     "serve",
     "server_error",
     "unauthorized",
+    "vllm_error",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -190,6 +193,30 @@ def context_length_exceeded(limit: int = 8192, asked: int = 9001) -> Reply:
     )
 
 
+def llama_cpp_context_exceeded(n_prompt_tokens: int = 4476, n_ctx: int = 4096) -> Reply:
+    """llama-server's answer to a prompt larger than a slot's context (``-c`` / ``-np``)."""
+    error = {
+        "code": 400,
+        "message": f"request ({n_prompt_tokens} tokens) exceeds the available context size "
+        f"({n_ctx} tokens), try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": n_prompt_tokens,
+        "n_ctx": n_ctx,
+    }
+    return Reply(400, {}, {"error": error})
+
+
+def llama_cpp_not_found() -> Reply:
+    """llama-server's answer to any path it has no route for."""
+    return Reply(404, {}, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
+
+
+def vllm_error(message: str, status: int = 400) -> Reply:
+    """vLLM's error shape: the fields at the top level, no ``error`` wrapper."""
+    body = {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": status}
+    return Reply(status, {}, body)
+
+
 def no_choices(error_message: str | None = "Upstream provider returned an error") -> Reply:
     """What OpenRouter sends when the upstream model fails: a 200 with no ``choices``."""
     body: dict[str, Any] = {"id": "gen-loopback", "object": "chat.completion", "choices": []}
@@ -273,12 +300,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Silence the per-request stderr lines."""
 
     def do_GET(self) -> None:
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.owner._record(self.command, self.path, headers, None)
         if self.path.rstrip("/") == "/v1/models":
             self._send(
                 Reply(200, {}, {"object": "list", "data": [{"id": "loopback-model", "object": "model"}]})
             )
         else:
-            self._send(error_reply(404, f"no route for GET {self.path}"))
+            self._send(self.server.owner.unknown_route or error_reply(404, f"no route for GET {self.path}"))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -291,7 +320,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         request = owner._record(self.command, self.path, headers, body)
         if self.path.rstrip("/") != CHAT_PATH:
-            self._send(error_reply(404, f"no route for POST {self.path}"))
+            self._send(owner.unknown_route or error_reply(404, f"no route for POST {self.path}"))
             return
         self._send(owner._answer(request))
 
@@ -334,6 +363,8 @@ class LoopbackServer:
         record: bool = True,
     ) -> None:
         self.handler: Handler = handler or default_handler
+        self.unknown_route: Reply | None = None
+        """The answer to a path with no route (default: a 404 naming it)."""
         self.latency_s = latency_s
         self.record = record
         self._lock = threading.Lock()

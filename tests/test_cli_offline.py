@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simulator.personas import Patient, load_persona
-from simulator.summary import SECTIONS
+from simulator.summary import SUMMARY_SECTIONS
 from tests.conftest import MARCUS, PERSONAS, REPO, invoke
 
 
@@ -35,7 +35,9 @@ def test_three_session_series_in_reference_format(tmp_path: Path) -> None:
         assert text.count("Session Summary:") == 1
         body, summary = text.split("\n\n\nSession Summary:\n\n")
         assert summary == record["summary"] + "\n"
-        assert [line for line in summary.splitlines() if line.endswith(":")] == [f"{s}:" for s in SECTIONS]
+        assert [line for line in summary.splitlines() if line.endswith(":")] == [
+            f"{s}:" for s in SUMMARY_SECTIONS
+        ]
         messages = body.split("\n\nTermination Details:\n")[0]
         speakers = re.findall(r"^(Patient|Therapist): ", messages, re.M)
         assert speakers == [m["speaker"] for m in record["messages"]]
@@ -63,7 +65,13 @@ def test_three_session_series_in_reference_format(tmp_path: Path) -> None:
         "3": "complete",
     }
     assert run["inputs"]["personas"]["marcus_thompson"]["digest"].startswith("sha256:")
-    assert set(run["inputs"]["templates"]) == {"therapist.j2", "patient.j2", "opening.j2", "summarizer.j2"}
+    assert set(run["inputs"]["templates"]) == {
+        "therapist.j2",
+        "patient.j2",
+        "opening.j2",
+        "summarizer.j2",
+        "patient_start.j2",
+    }
 
 
 def test_same_seed_same_text_other_seed_other_text(tmp_path: Path) -> None:

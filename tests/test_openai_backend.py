@@ -16,7 +16,7 @@ import pytest
 
 from simulator.backends.openai import OpenAIBackend
 from simulator.config import RetrySettings, RoleSettings
-from simulator.errors import BackendError, InputError
+from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
 from simulator.protocol import ChatMessage, ChatRequest, Role, Usage
 from tests.loopback import (
     LoopbackServer,
@@ -25,14 +25,18 @@ from tests.loopback import (
     bad_request,
     completion,
     context_length_exceeded,
+    error_reply,
     hang,
     insufficient_quota,
+    llama_cpp_context_exceeded,
+    llama_cpp_not_found,
     no_choices,
     not_found,
     rate_limited,
     serve,
     server_error,
     unauthorized,
+    vllm_error,
 )
 
 KEY = "sk-test-abcdef0123456789"
@@ -326,12 +330,36 @@ async def test_401_names_endpoint_and_env_var_never_the_key(server: LoopbackServ
         assert KEY not in text and KEY[3:] not in text
 
 
-async def test_404_names_model_and_endpoint(server: LoopbackServer) -> None:
-    server.enqueue(not_found("m-1"))
+async def test_a_missing_model_is_told_from_the_models_the_server_lists(server: LoopbackServer) -> None:
+    """vLLM's 404 for a model it does not serve; one ``GET /models`` shows the path is right."""
+    server.enqueue(not_found("m-1"), not_found("m-1"))
     async with backend(server.base_url) as chat_backend:
         error = await fails(chat_backend, chat(role="patient"))
-    assert str(error) == f"patient: model 'm-1' not found at {server.base_url} (404)"
-    assert len(server.requests) == 1
+        again = await fails(chat_backend, chat(role="patient"))
+    assert (
+        str(error) == f"patient: model 'm-1' not found at {server.base_url} (404); it serves: loopback-model"
+    )
+    assert type(error) is BackendError and error.status == 404
+    assert "it serves: loopback-model" in str(again)
+    sent = [(r.method, r.path) for r in server.requests]
+    assert sent == [("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
+
+
+async def test_a_wrong_path_is_not_reported_as_a_missing_model(server: LoopbackServer) -> None:
+    """llama-server answers every unknown path with 404 "File Not Found"; ``/api/v1`` is one."""
+    server.unknown_route = llama_cpp_not_found()
+    wrong = server.base_url.replace("/v1", "/api/v1")
+    async with backend(wrong) as chat_backend:
+        error = await fails(chat_backend, chat(model="tiny"))
+    assert str(error) == (
+        f"therapist: nothing answers at {wrong}/chat/completions (404: File Not Found); the base URL "
+        "is wrong: it usually ends in /v1, as in http://localhost:8080/v1"
+    )
+    assert "model 'tiny'" not in str(error)
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("POST", "/api/v1/chat/completions"),
+        ("GET", "/api/v1/models"),
+    ]
 
 
 async def test_unsupported_max_tokens_names_the_config_key(server: LoopbackServer) -> None:
@@ -381,13 +409,57 @@ async def test_rejected_parameter_names_omit_params(
 
 
 async def test_other_400_quotes_the_server(server: LoopbackServer) -> None:
-    server.enqueue(bad_request("messages: roles must alternate"))
+    server.enqueue(bad_request("'messages' must contain the word 'json' in some form"))
     async with backend(server.base_url) as chat_backend:
         error = await fails(chat_backend, chat())
     assert str(error) == (
         f"therapist: {server.base_url} rejected the request for model 'm-1' (400): "
-        "messages: roles must alternate"
+        "'messages' must contain the word 'json' in some form"
     )
+    assert type(error) is BackendError
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # vLLM renders the model's template; a Jinja raise_exception becomes a 400.
+        vllm_error(
+            "After the optional system message, conversation roles must alternate user/assistant/user/assistant/..."
+        ),
+        vllm_error("System role not supported"),
+        error_reply(
+            400,
+            "Conversation roles must alternate user/assistant/user/assistant/...",
+            type_="invalid_request_error",
+            code=400,
+        ),
+    ],
+)
+async def test_a_template_refusing_the_roles_is_a_template_rejection(
+    server: LoopbackServer, reply: Reply
+) -> None:
+    server.enqueue(reply)
+    async with backend(server.base_url) as chat_backend:
+        error = await fails(chat_backend, chat(role="patient"))
+    assert isinstance(error, TemplateRejected) and error.status == 400
+    assert str(error).startswith(
+        f"patient: the chat template of model 'm-1' at {server.base_url} refused the messages' roles (400): "
+    )
+    assert str(error).endswith("; set `roles.patient.message_layout: alternating_no_system`")
+    assert len(server.requests) == 1
+
+
+async def test_a_template_refusal_answered_as_a_500_is_not_retried(server: LoopbackServer) -> None:
+    """A Jinja exception some llama-server builds report as a server error."""
+    server.enqueue(
+        error_reply(
+            500, "Conversation roles must alternate user/assistant/user/assistant/...", type_="server_error"
+        )
+    )
+    async with backend(server.base_url) as chat_backend:
+        error = await fails(chat_backend, chat(role="patient"))
+    assert isinstance(error, TemplateRejected) and error.status == 500
+    assert len(server.requests) == 1
 
 
 async def test_insufficient_quota_is_not_retried(server: LoopbackServer, sleeps: Sleeps) -> None:
@@ -400,35 +472,68 @@ async def test_insufficient_quota_is_not_retried(server: LoopbackServer, sleeps:
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "status"),
     [
-        context_length_exceeded(),
-        bad_request(
-            "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
-        ),
+        (error_reply(429, "You exceeded your current quota, please check your plan.", type_="quota"), 429),
+        (error_reply(403, "Monthly quota exhausted for this key.", code="quota_exhausted"), 403),
     ],
 )
-async def test_context_length_exceeded(server: LoopbackServer, reply: Reply) -> None:
+async def test_quota_in_other_dialects_says_so(server: LoopbackServer, reply: Reply, status: int) -> None:
     server.enqueue(reply)
     async with backend(server.base_url) as chat_backend:
-        error = await fails(chat_backend, chat(model="small-model"))
-    assert str(error) == (
-        "therapist: the prompt is too long for model 'small-model' (4 messages); "
-        "lower --max-turns or use a model with a longer context"
+        error = await fails(chat_backend, chat())
+    assert len(server.requests) == 1  # not retried: waiting does not bring credits back
+    assert str(error).startswith(
+        f"therapist: the account behind $OPENAI_API_KEY has no quota left at {server.base_url} ({status}"
     )
+    assert "check the plan and billing: " in str(error)
+
+
+@pytest.mark.parametrize(
+    ("reply", "size"),
+    [
+        (context_length_exceeded(limit=8192), 8192),  # OpenAI
+        (llama_cpp_context_exceeded(n_prompt_tokens=4476, n_ctx=4096), 4096),
+        (
+            vllm_error(
+                "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens "
+                "(1588 in the messages, 512 in the completion). Please reduce the length of the messages "
+                "or completion."
+            ),
+            2048,
+        ),
+        # Any 400 that speaks of tokens with a number.
+        (vllm_error("max_tokens must be at least 1, got -186."), None),
+        (bad_request("Input is too long: 9001 tokens requested, the limit is 8192"), None),
+    ],
+)
+async def test_context_overflow_in_every_dialect(
+    server: LoopbackServer, reply: Reply, size: int | None
+) -> None:
+    server.enqueue(reply)
+    async with backend(server.base_url) as chat_backend:
+        error = await fails(chat_backend, chat(model="small-model", max_tokens=512))
+    assert isinstance(error, ContextOverflow) and error.status == 400
+    context = f" of {size} tokens" if size else ""
+    assert str(error).startswith(
+        f"therapist: the request does not fit the context{context} of model 'small-model' "
+        "(4 messages, max_tokens=512): lower --max-turns or `roles.therapist.max_tokens`, or use a model "
+        "(or server setting: llama.cpp -c, vLLM --max-model-len) with a larger context. Server said: "
+    )
+    said = reply.body.get("error", reply.body)["message"]
+    assert str(error).endswith(said)
     assert len(server.requests) == 1
 
 
-async def test_context_length_with_a_large_max_tokens_suggests_lowering_it(server: LoopbackServer) -> None:
-    server.enqueue(
-        bad_request(
-            "'max_tokens' is too large: 4000. This model's maximum context length is 4096 tokens "
-            "and your request has 200 input tokens (4000 > 4096 - 200)."
-        )
-    )
+async def test_a_long_server_message_keeps_the_sentence_with_the_cause(server: LoopbackServer) -> None:
+    preamble = "Request rejected by the upstream gateway after validation of the payload. " * 8
+    cause = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
+    tail = " Consult the documentation of the gateway for more information about limits." * 8
+    server.enqueue(bad_request(preamble + cause + tail))
     async with backend(server.base_url) as chat_backend:
-        error = await fails(chat_backend, chat(role="patient", max_tokens=4000))
-    assert "lower --max-turns (or lower `roles.patient.max_tokens`) or use a model" in str(error)
+        error = await fails(chat_backend, chat())
+    said = str(error).split("Server said: ", 1)[1]
+    assert cause in said and len(said) <= 600 and said.startswith("…")
 
 
 async def test_non_json_200_is_a_clear_error(server: LoopbackServer) -> None:

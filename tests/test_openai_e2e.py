@@ -223,8 +223,9 @@ CASES: dict[str, FailureCase] = {
     "context too long": (
         context_length_exceeded,
         "",
-        r"therapist: the prompt is too long for model 'therapist-llm' \(6 messages\); "
-        r"lower --max-turns or use a model with a longer context",
+        r"therapist: the request does not fit the context of 8192 tokens of model 'therapist-llm' "
+        r"\(6 messages, max_tokens=512\): lower --max-turns or `roles.therapist.max_tokens`, or use a "
+        r"model \(or server setting: llama.cpp -c, vLLM --max-model-len\) with a larger context",
     ),
     "no choices": (
         no_choices,

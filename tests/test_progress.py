@@ -68,10 +68,13 @@ def test_plain_lines_one_per_finished_session(state: RunState, config: RunConfig
         state.start("marcus_thompson", 2)
         state.record(_record("marcus_thompson", 2, "interrupted", hits=3))
     assert stream.getvalue().splitlines() == [
-        "[1/4] marcus_thompson session 1: complete (Natural Session End); 1500 tokens, ~$0.0020, 0 errors",
+        "[1/4] marcus_thompson session 1: complete (Natural Session End); this session 1500 tokens, no errors;"
+        " run 1500 tokens, ~$0.0020, 0 failed sessions",
         "[1/4] priya_shah session 1: failed (Error): therapist: server error 500 from http://x after 6 attempts;"
-        " 3000 tokens, ~$0.0040, 1 errors",
-        "[1/4] marcus_thompson session 2: interrupted (Interrupted); 4500 tokens, 3 cache hits, ~$0.0060, 1 errors",
+        " this session 1500 tokens, 1 error; run 3000 tokens, ~$0.0040, 1 failed session",
+        # A session that did not fail says so, whatever failed before it in the run.
+        "[1/4] marcus_thompson session 2: interrupted (Interrupted); this session 1500 tokens, no errors;"
+        " run 4500 tokens, 3 cache hits, ~$0.0060, 1 failed session",
     ]
     assert state.listeners == [], "the listener is removed when the run ends"
 
@@ -79,7 +82,7 @@ def test_plain_lines_one_per_finished_session(state: RunState, config: RunConfig
 def test_counters_start_from_what_the_run_already_did(state: RunState, config: RunConfig) -> None:
     state.record(_record("marcus_thompson", 1, "complete"))
     progress = Progress(state, config)
-    assert progress.status() == "1/4 sessions done, 0 running; 1500 tokens, ~$0.0020, 0 errors"
+    assert progress.status() == "1/4 sessions done, 0 running; 1500 tokens, ~$0.0020, 0 failed sessions"
 
 
 def test_live_table_shows_each_persona_and_the_totals(state: RunState, config: RunConfig) -> None:
@@ -93,7 +96,7 @@ def test_live_table_shows_each_persona_and_the_totals(state: RunState, config: R
     assert "run p (fake)" in screen
     assert "marcus_thompson" in screen and "session 1" in screen
     assert "priya_shah" in screen and "1/2" in screen
-    assert "1/4 sessions done, 1 running; 1500 tokens, ~$0.0020, 0 errors" in screen
+    assert "1/4 sessions done, 1 running; 1500 tokens, ~$0.0020, 0 failed sessions" in screen
 
 
 def test_cli_log_lines_when_not_a_terminal(tmp_path: Path) -> None:
@@ -105,4 +108,4 @@ def test_cli_log_lines_when_not_a_terminal(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert lines[0].startswith("[1/2] marcus_thompson session 1: complete (Natural Session End); ")
     assert lines[1].startswith("[2/2] marcus_thompson session 2: complete (")
-    assert lines[1].endswith(" tokens, 0 errors")
+    assert " tokens, no errors; run " in lines[1] and lines[1].endswith(" tokens, 0 failed sessions")

@@ -14,6 +14,7 @@ import pytest
 
 from simulator.config import DEFAULT_CONTINUE_NOTE, DEFAULT_REPETITION_NUDGE, DEFAULT_WRAP_UP_NOTE, RunConfig
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD, similarity
+from simulator.message_layout import merge_note, spoken
 from simulator.personas import Patient
 from simulator.plan import load_plan
 from simulator.protocol import ChatReply, Usage
@@ -148,7 +149,7 @@ async def test_defect_1_truncated_message_is_trimmed_when_the_continuation_is_cu
     follow = [r for r in backend.requests if r.purpose == "continuation"]
     assert [(m.role, m.content) for m in follow[0].messages[-2:]] == [
         ("assistant", TRUNCATED),
-        ("system", DEFAULT_CONTINUE_NOTE),
+        ("user", merge_note("", DEFAULT_CONTINUE_NOTE)),
     ]
 
 
@@ -170,7 +171,7 @@ async def test_defect_2_closing_that_keeps_repeating_ends_the_session_as_a_repet
     assert [m.content for m in record.messages].count(FIRST_CLOSING) == 1
     assert len(record.messages) == 13
     nudges = [r.messages[-1].content for r in backend.requests if r.purpose == "regeneration"]
-    assert len(nudges) == 2 and all(n.startswith(DEFAULT_REPETITION_NUDGE) for n in nudges)
+    assert len(nudges) == 2 and all(f"\n\n[{DEFAULT_REPETITION_NUDGE}" in n for n in nudges)
 
 
 async def test_defect_3_meta_paragraph_is_cut_and_the_goodbye_before_it_still_ends_the_session() -> None:
@@ -276,6 +277,15 @@ def _role_of(messages: list[dict[str, Any]]) -> str:
     return "therapist" if system.startswith("You are Nova") else "patient"
 
 
+def _has_note(message: dict[str, Any], note: str) -> bool:
+    """Whether a message is, or carries, a note starting with ``note``: in the alternating
+    layouts notes are merged into the user message, elsewhere they are system messages."""
+    content = str(message["content"])
+    if message["role"] == "system":
+        return content.startswith(note)
+    return message["role"] == "user" and f"[{note}" in content
+
+
 def _cut(text: str, share: float) -> str:
     """A prefix ending inside a sentence, at a word boundary, as a token limit leaves it."""
     end = text.rfind(" ", 0, int(len(text) * share))
@@ -303,12 +313,10 @@ class ReferenceHabits:
         if role == "summarizer":
             number = int(re.search(r"CBT session (\d+)", messages[0]["content"])[1])  # type: ignore[index]
             return completion(self.summary(number), model=model)
-        continuing = messages[-1]["role"] == "system" and messages[-1]["content"] == DEFAULT_CONTINUE_NOTE
+        continuing = _has_note(messages[-1], DEFAULT_CONTINUE_NOTE)
         view = messages[:-2] if continuing else messages
         turn = sum(1 for m in view if m["role"] == "assistant")
-        nudged = any(
-            m["role"] == "system" and str(m["content"]).startswith(DEFAULT_REPETITION_NUDGE) for m in view[1:]
-        )
+        nudged = any(_has_note(m, DEFAULT_REPETITION_NUDGE) for m in view[1:])
         intended = self.intended(role, turn, view, nudged)
         share = CUT_AT.get(role, {}).get(turn)
         with self.lock:
@@ -326,13 +334,13 @@ class ReferenceHabits:
 
     def intended(self, role: str, turn: int, view: list[dict[str, Any]], nudged: bool) -> str:
         """What the model means to say at this turn (before any token limit cuts it)."""
-        last_user = str(view[-1]["content"]) if view[-1]["role"] == "user" else ""
+        last_user = spoken(str(view[-1]["content"])) if view[-1]["role"] == "user" else ""
         if role == "patient":
             own_turn = turn - 1  # the opening is the patient's first message
             if "reach out" in last_user:
                 return GOODBYE
             return PATIENT_LINES[own_turn % len(PATIENT_LINES)]
-        wrap_up = any(m["role"] == "system" and m["content"] == DEFAULT_WRAP_UP_NOTE for m in view)
+        wrap_up = any(_has_note(m, DEFAULT_WRAP_UP_NOTE) for m in view)
         if turn >= CLOSE_AT or wrap_up:
             return f"{CLOSING}\n\n{CLOSING_META}"
         if turn in REPEATS:
@@ -434,7 +442,8 @@ def test_two_sessions_against_a_model_that_truncates_and_repeats(tmp_path: Path)
     for n, record in enumerate(records, start=1):
         assert run["sessions"]["marcus_thompson"][str(n)]["flags"] == sum(record.flag_counts().values())
     # The continuation requests carried the cut reply and the note; nudges reached the model.
-    continuations = [r for r in sent if r.json["messages"][-1]["content"] == DEFAULT_CONTINUE_NOTE]
+    continue_note = merge_note("", DEFAULT_CONTINUE_NOTE)
+    continuations = [r for r in sent if r.json["messages"][-1]["content"] == continue_note]
     assert len(continuations) == 6
     assert all(r.json["messages"][-2]["role"] == "assistant" for r in continuations)
-    assert all(r.json["messages"][-1]["role"] == "system" for r in continuations)
+    assert all(r.json["messages"][-1]["role"] == "user" for r in continuations)

@@ -3,12 +3,13 @@ endings, the wrap-up note and the summary, as the session record shows them."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
 from simulator.config import DEFAULT_ROLE_NUDGE, GuardSettings, RunConfig
-from simulator.errors import BackendError
+from simulator.errors import BackendError, ContextOverflow, TemplateRejected
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
 from simulator.records import SessionRecord
@@ -16,6 +17,7 @@ from simulator.session import (
     Scene,
     SessionPrompts,
     extend_reply,
+    run_layouts,
     run_session,
     snippet,
 )
@@ -146,9 +148,14 @@ async def test_clean_session_ends_on_the_therapist_phrase_with_a_patient_goodbye
     assert [m.index for m in record.messages] == list(range(9))
     assert record.usage["therapist"].requests == 4 and record.usage["patient"].requests == 4
     # Every agent sees the conversation from its side: its own turns as assistant.
+    # Each history starts with a user message: the patient's with the templated start.
     last_patient = requests(backend, "patient")[-1]
-    assert [m.role for m in last_patient.messages] == ["system"] + ["assistant", "user"] * 4
-    assert [m.content for m in last_patient.messages[:2]] == [PROMPTS.patient, PROMPTS.opening]
+    assert [m.role for m in last_patient.messages] == ["system"] + ["user", "assistant"] * 4 + ["user"]
+    assert [m.content for m in last_patient.messages[:3]] == [
+        PROMPTS.patient,
+        PROMPTS.patient_start,
+        PROMPTS.opening,
+    ]
     first_therapist = requests(backend, "therapist")[0]
     assert [(m.role, m.content) for m in first_therapist.messages] == [
         ("system", PROMPTS.therapist),
@@ -175,7 +182,7 @@ async def test_cut_reply_is_continued_with_a_bounded_follow_up(backend: FakeBack
     assert follow[0].messages[: len(first.messages)] == first.messages
     assert [(m.role, m.content) for m in follow[0].messages[len(first.messages) :]] == [
         ("assistant", "That sounds hard. When did you last feel that way at"),
-        ("system", GuardSettings().continue_note),
+        ("user", f"[{GuardSettings().continue_note}]"),
     ]
 
 
@@ -220,10 +227,60 @@ async def test_token_limit_before_any_text_fails_with_the_fix(backend: FakeBacke
     assert record.status == "failed"
     assert record.termination is not None and record.termination.reason == "Error"
     assert record.error == (
-        "therapist: no usable message after 3 attempts (the token limit was reached before any "
-        "text: raise `roles.therapist.max_tokens` in the config)"
+        "therapist replies were cut at max_tokens=512 on every attempt; raise roles.therapist.max_tokens "
+        "(nothing was written before the limit: a reasoning model can spend it all on thinking)"
     )
     assert contents(record) == [PROMPTS.opening]  # the partial transcript is kept
+    assert [(a.purpose, a.finish_reason, a.text) for a in record.attempts] == [
+        ("turn", "length", ""),
+        ("regeneration", "length", ""),
+        ("regeneration", "length", ""),
+    ]
+
+
+async def test_a_tiny_max_tokens_fails_naming_the_limit_and_keeps_what_each_attempt_said(
+    backend: FakeBackend,
+) -> None:
+    """Every attempt is cut mid-sentence, its continuation too, and trims to nothing."""
+    for words in ("Well, I", "guess the", "So what", "I mean", "It is", "kind of"):
+        backend.enqueue("therapist", cut(words))
+    record = await run(backend, max_turns=3, roles={"therapist": {"max_tokens": 8}})
+    assert record.status == "failed"
+    assert record.error == (
+        "therapist replies were cut at max_tokens=8 on every attempt; raise roles.therapist.max_tokens"
+    )
+    assert [a.text for a in record.attempts] == ["Well, I guess the", "So what I mean", "It is kind of"]
+    assert [r.settings.max_tokens for r in backend.requests] == [8] * 6
+
+
+async def test_empty_or_out_of_role_attempts_keep_the_generic_reason(backend: FakeBackend) -> None:
+    backend.enqueue("therapist", "", "As an AI language model, I can't.", "")
+    record = await run(backend, max_turns=3)
+    assert record.error == "therapist: no usable message after 3 attempts (empty or out of role)"
+    assert [a.finish_reason for a in record.attempts] == ["stop"] * 3
+
+
+async def test_without_a_token_limit_a_cut_reply_is_not_continued(backend: FakeBackend) -> None:
+    """With ``max_tokens: null`` a cut means the context is full: resending the reply in a
+    continuation cannot fit, so it is trimmed instead."""
+    backend.enqueue("therapist", cut("That sounds hard. When did you last feel that way at"))
+    record = await run(backend, max_turns=3, roles={"therapist": {"max_tokens": None}})
+    assert record.messages[1].content == "That sounds hard."
+    assert record.messages[1].flags == ["truncated_trimmed"]
+    assert requests(backend, "therapist", "continuation") == []
+    assert backend.requests[0].settings.max_tokens is None
+
+
+async def test_a_continuation_that_overflows_the_context_keeps_the_cut_reply(backend: FakeBackend) -> None:
+    backend.enqueue(
+        "therapist",
+        cut("That sounds hard. When did you last feel that way at"),
+        ContextOverflow("therapist: the request does not fit the context of 4096 tokens", status=400),
+    )
+    record = await run(backend, max_turns=3)
+    assert record.status == "complete"
+    assert record.messages[1].content == "That sounds hard."
+    assert record.messages[1].flags == ["truncated_trimmed"]
 
 
 def test_extend_reply_joins_or_replaces() -> None:
@@ -248,10 +305,12 @@ async def test_repeated_message_is_regenerated_with_a_nudge(backend: FakeBackend
     assert record.messages[3].flags == ["regenerated_repetition"]
     assert record.messages[3].usage.requests == 2
     regeneration = requests(backend, "therapist", "regeneration")[0]
+    # The nudge rides on the patient's last message, in this request only.
     nudge = regeneration.messages[-1]
-    assert nudge.role == "system"
-    assert nudge.content.startswith(GuardSettings().repetition_nudge)
+    assert nudge.role == "user"
+    assert nudge.content.startswith(record.messages[2].content + "\n\n[" + GuardSettings().repetition_nudge)
     assert snippet(first) in nudge.content
+    assert all(GuardSettings().repetition_nudge not in m.content for m in record.messages)
 
 
 async def test_repetition_that_persists_ends_the_session_naming_both_messages(backend: FakeBackend) -> None:
@@ -351,7 +410,7 @@ async def test_reply_that_is_all_meta_commentary_is_regenerated_with_a_role_nudg
     assert record.messages[1].content == THERAPIST_LINES[0]
     assert record.messages[1].flags == ["regenerated_empty"]
     regeneration = requests(backend, "therapist", "regeneration")[0]
-    assert regeneration.messages[-1].content == DEFAULT_ROLE_NUDGE
+    assert regeneration.messages[-1].content == f"{PROMPTS.opening}\n\n[{DEFAULT_ROLE_NUDGE}]"
 
 
 async def test_empty_reply_is_regenerated(backend: FakeBackend) -> None:
@@ -475,13 +534,13 @@ async def test_wrap_up_note_reaches_only_the_therapist_near_max_turns(backend: F
     }
     note = RunConfig().wrap_up_note
     seen = [
-        (sum(m.role != "system" for m in r.messages), r.messages[-1].content == note)
+        (sum(m.role != "system" for m in r.messages), r.messages[-1].content.endswith(f"\n\n[{note}]"))
         for r in requests(backend, "therapist")
     ]
-    # Messages so far (system prompt aside) -> whether the trailing note was there.
+    # Messages so far (system prompt aside) -> whether the note rode on the last one.
     assert seen == [(1, False), (3, False), (5, False), (7, True), (9, True)]
-    assert all(note not in (m.content for m in r.messages) for r in requests(backend, "patient"))
-    assert [m for m in requests(backend, "therapist")[3].messages if m.role == "system"][-1].content == note
+    assert all(note not in m.content for r in requests(backend, "patient") for m in r.messages)
+    assert all(note not in m.content for m in record.messages)
 
 
 async def test_wrap_up_note_off_when_zero(backend: FakeBackend) -> None:
@@ -564,6 +623,44 @@ async def test_summary_cut_twice_loses_only_its_unfinished_line(backend: FakeBac
     assert record.summary_flags == ["summary_truncated_continued", "summary_truncated_trimmed"]
 
 
+async def test_summary_still_cut_after_retries_ends_at_its_last_complete_bullet(backend: FakeBackend) -> None:
+    """A tiny max_tokens: every summary attempt and its continuation are cut."""
+    backend.enqueue("therapist", CLOSING).enqueue(
+        "summarizer",
+        cut("Main topics discussed:\n- Perfectionism at work\n- Avoiding the big "),
+        cut("report\n\nTechniques/exercises introduced:\n- Thought rec"),
+        cut("Main topics discussed:\n- Perfec"),
+        cut("tionism"),
+    )
+    record = await run(backend, roles={"summarizer": {"max_tokens": 16}})
+    assert record.status == "complete"
+    assert record.summary == "Main topics discussed:\n- Perfectionism at work\n- Avoiding the big report"
+    assert record.summary_flags == [
+        "summary_regenerated",
+        "summary_truncated_continued",
+        "summary_truncated_trimmed",
+        "summary_incomplete",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("replies", "summary"),
+    [
+        # One cut line with a heading: nothing complete is left.
+        ((cut("Main topics discussed: Perfectionism at wo"), cut("rk and")), None),
+        # Prose without sections keeps its whole sentences only.
+        (("Marcus spoke about his week. He agreed to try a thought rec",), "Marcus spoke about his week."),
+    ],
+)
+async def test_an_incomplete_summary_is_never_carried_forward_mid_word(
+    backend: FakeBackend, replies: tuple[str | ChatReply, ...], summary: str | None
+) -> None:
+    backend.enqueue("therapist", CLOSING).enqueue("summarizer", *replies, *replies)
+    record = await run(backend, guards={"summary_retries": 1, "max_continuations": 1})
+    assert record.summary == summary
+    assert "summary_incomplete" in record.summary_flags
+
+
 # ---- errors ---------------------------------------------------------------------------------------
 
 
@@ -588,13 +685,59 @@ async def test_summarizer_failure_keeps_the_whole_conversation(backend: FakeBack
     assert record.termination is not None and record.termination.reason == "Error"
 
 
-async def test_notes_can_go_as_user_messages_for_strict_chat_templates(backend: FakeBackend) -> None:
-    """Mistral- and Gemma-style templates reject a system message after the first one."""
-    await run(backend, max_turns=10, wrap_up_turns=4, notes_role="user")
+async def test_system_notes_layout_keeps_notes_as_separate_messages(backend: FakeBackend) -> None:
+    """The layout of earlier versions: a note is its own ``notes_role`` message, and the
+    patient's history starts with its own opening."""
+    await run(backend, max_turns=10, wrap_up_turns=4, message_layout="system_notes", notes_role="user")
     note = RunConfig().wrap_up_note
     late = requests(backend, "therapist")[3].messages
     assert late[-1] == ChatMessage("user", note)
-    assert all(m.role != "system" for r in backend.requests if r.role != "summarizer" for m in r.messages[1:])
+    assert requests(backend, "patient")[0].messages[1] == ChatMessage("assistant", PROMPTS.opening)
+
+
+async def test_a_role_can_have_its_own_layout(backend: FakeBackend) -> None:
+    await run(backend, max_turns=4, roles={"patient": {"message_layout": "alternating_no_system"}})
+    first = {r.role: r.messages[0].role for r in backend.requests}
+    assert first == {"therapist": "system", "patient": "user", "summarizer": "system"}
+
+
+async def test_a_refused_layout_is_tightened_for_that_role_only(backend: FakeBackend) -> None:
+    """The layouts are shared by the run's sessions: a refusal tightens them once, for all."""
+    refusal = TemplateRejected("patient: the chat template ... refused the messages' roles (400)", status=400)
+    backend.enqueue("patient", refusal)
+    changes: list[tuple[str, str, str]] = []
+    layouts = run_layouts(config())
+    layouts.listeners.append(lambda role, old, new, said: changes.append((role, old, new)))
+    cfg = config(max_turns=4)
+    await run_session(scene(cfg), PROMPTS, cfg, backend, layouts=layouts)
+    assert changes == [("patient", "alternating", "alternating_no_system")]
+    assert layouts.current == {
+        "therapist": "alternating",
+        "patient": "alternating_no_system",
+        "summarizer": "alternating",
+    }
+    patient = requests(backend, "patient")
+    assert [r.messages[0].role for r in patient] == ["system", "user"]  # refused, then accepted
+    # Nothing is stricter than alternating_no_system: a further refusal fails the session.
+    backend.enqueue("patient", refusal)
+    record = await run_session(scene(cfg), PROMPTS, cfg, backend, layouts=layouts)
+    assert record.status == "failed" and record.error == str(refusal)
+
+
+@pytest.mark.parametrize("layout", ["alternating", "alternating_no_system"])
+async def test_alternating_layouts_alternate_from_a_user_message(backend: FakeBackend, layout: str) -> None:
+    backend.enqueue("therapist", cut("That sounds hard. When did you last feel"), "that way?")
+    await run(backend, max_turns=10, wrap_up_turns=4, message_layout=layout)
+    for request in backend.requests:
+        roles = [m.role for m in request.messages]
+        body = roles[1:] if layout == "alternating" else roles
+        assert roles[0] == ("system" if layout == "alternating" else "user")
+        assert "system" not in body
+        assert body[0] == "user" and body[-1] == "user"
+        assert all(a != b for a, b in itertools.pairwise(body))
+    if layout == "alternating_no_system":
+        first = requests(backend, "patient")[0].messages[0].content
+        assert first == f"{PROMPTS.patient}\n\n{PROMPTS.patient_start}"
 
 
 async def test_the_default_fake_reply_never_trips_the_repetition_guard() -> None:

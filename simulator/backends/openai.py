@@ -20,8 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from simulator.backends.retry import TransientReply, call_with_retries
+from simulator.backends.server_errors import (
+    ServerError,
+    context_size,
+    is_context_overflow,
+    is_quota,
+    is_template_rejection,
+    quote,
+    read_error,
+)
 from simulator.config import RetrySettings, RoleSettings, no_model_message
-from simulator.errors import InputError
+from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
 from simulator.limits import MAX_REPLY_TOKENS
 from simulator.protocol import ChatReply, ChatRequest, Usage
 
@@ -35,12 +44,11 @@ NO_KEY_PLACEHOLDER = "not-needed"
 """Sent to local servers (vLLM, Ollama, llama.cpp) that need no key; the SDK refuses none."""
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 SERVER_TEXT_LIMIT = 300
-"""Characters of the server's own error message quoted in ours."""
+"""Characters of an unusable 200's body quoted in ours."""
+MODELS_SHOWN = 10
+"""Models named when a 404 turns out to be a model the server does not serve."""
 
 _PARAM_ORDER = ("temperature", "top_p", "seed", "stop", "max_tokens")
-_CONTEXT_LENGTH = re.compile(
-    r"context[_ ]length|maximum context|context window|prompt is too long", re.IGNORECASE
-)
 _PARAM_REJECTED = re.compile(
     r"unsupported|not supported|does not support|unrecognized|unknown|not allowed|"
     r"not permitted|extra (?:fields|inputs)|invalid",
@@ -70,6 +78,8 @@ class OpenAIBackend:
         self._sleep = sleep
         self._clients: dict[str, openai.AsyncOpenAI] = {}
         self._next_url: dict[tuple[str, ...], int] = {}
+        self._served: dict[str, list[str] | None] = {}
+        """Per base URL: the models its ``GET /models`` lists (None: that path answers nothing)."""
         self._key_for(self.base_url)  # no key for OpenAI itself: fail now, not mid-run
 
     def __repr__(self) -> str:
@@ -104,13 +114,58 @@ class OpenAIBackend:
             url = tried[-1] if tried else urls[0]
             return self._redact(f"{request.role}: {self._describe(exc, attempts, request, url)}")
 
-        return await call_with_retries(
-            attempt,
-            settings=self.retry,
-            describe=describe,
-            sleep=self._sleep,
-            label=f"{request.role} ({model})",
-        )
+        try:
+            return await call_with_retries(
+                attempt,
+                settings=self.retry,
+                describe=describe,
+                sleep=self._sleep,
+                label=f"{request.role} ({model})",
+            )
+        except BackendError as exc:
+            refined = await self._refine(exc, request, tried[-1] if tried else urls[0])
+            if refined is exc:
+                raise
+            raise refined from exc.__cause__
+
+    async def _refine(self, exc: BackendError, request: ChatRequest, url: str) -> BackendError:
+        """The failure as the type the session loop acts on (a refused layout, a context
+        overflow); a 404 is told apart as a wrong path or a missing model with one
+        ``GET /models``."""
+        cause = exc.__cause__
+        if not isinstance(cause, openai.APIStatusError):
+            return exc
+        error = read_error(cause.status_code, cause.body)
+        kind: type[BackendError] | None = None
+        if cause.status_code == 404:
+            served = await self._served_models(url)
+            message = _not_found(request.settings.model or "", _display(url), error, served)
+            return BackendError(self._redact(f"{request.role}: {message}"), attempts=exc.attempts, status=404)
+        if is_template_rejection(error):
+            kind = TemplateRejected
+        elif is_context_overflow(
+            error, named_param=_rejected_param(cause, error.text, request.settings) is not None
+        ):
+            kind = ContextOverflow
+        if kind is None:
+            return exc
+        return kind(str(exc), attempts=exc.attempts, status=exc.status)
+
+    async def _served_models(self, url: str) -> list[str] | None:
+        """The ids ``GET {url}/models`` lists, asked once per URL; None when nothing answers
+        there (a wrong path). An answer that tells nothing (401, 500) counts as unknown: []."""
+        if url in self._served:
+            return self._served[url]
+        served: list[str] | None
+        try:
+            page = await self._client(url).models.list(timeout=self.retry.timeout_s)
+            served = [model.id for model in page.data if isinstance(getattr(model, "id", None), str)]
+        except (openai.NotFoundError, openai.APIResponseValidationError):
+            served = None
+        except openai.OpenAIError:
+            served = []
+        self._served[url] = served
+        return served
 
     async def aclose(self) -> None:
         clients = list(self._clients.values())
@@ -176,44 +231,39 @@ class OpenAIBackend:
         if not isinstance(exc, openai.APIStatusError):
             return f"request to {shown} failed: {exc}"
         status = exc.status_code
-        said = _server_text(exc)
+        error = read_error(status, exc.body)
+        said = quote(error.text) or exc.response.reason_phrase or "no error message"
+        role = request.role
         if status == 401:
             missing = " (it is not set)" if not self._api_key else ""
             return f"the endpoint {shown} refused the API key (401); check ${self.api_key_env}{missing}"
         if status == 404:
-            hint = (
-                ""
-                if "model" in said.lower()
-                else "; check that the base URL is right (it usually ends in /v1)"
-            )
-            return f"model '{model}' not found at {shown} (404){hint}"
-        if 400 <= status < 500 and (exc.code == "context_length_exceeded" or _CONTEXT_LENGTH.search(said)):
-            limit_too = (
-                f" (or lower `roles.{request.role}.max_tokens`)"
-                if request.settings.max_tokens is not None and re.search(r"max_(?:completion_)?tokens", said)
-                else ""
-            )
+            return _not_found(model or "", shown, error, [])
+        if is_template_rejection(error):
             return (
-                f"the prompt is too long for model '{model}' ({len(request.messages)} messages); "
-                f"lower --max-turns{limit_too} or use a model with a longer context"
+                f"the chat template of model '{model}' at {shown} refused the messages' roles "
+                f"({status}): {said}; set `roles.{role}.message_layout: alternating_no_system`"
             )
+        rejected = _rejected_param(exc, error.text, request.settings) if status in (400, 422) else None
+        if is_context_overflow(error, named_param=rejected is not None):
+            return _context_overflow(error, request, said)
         if status in (400, 422):
-            rejected = _rejected_param(exc, said, request.settings)
             if rejected is not None:
                 return (
                     f"the server at {shown} rejected parameter '{rejected}': "
                     f"{_param_fix(rejected, said, request)} in the config (server said: {said})"
                 )
             return f"{shown} rejected the request for model '{model}' ({status}): {said}"
-        if status == 429 and "insufficient_quota" in (exc.code, exc.type):
+        if status == 402:
+            return f"{shown} asks for payment (402); check the account's credits: {said}"
+        if is_quota(error):
+            code = f" {error.code}" if error.code and not error.code.isdigit() else ""
             return (
                 f"the account behind ${self.api_key_env} has no quota left at {shown} "
-                f"(429 insufficient_quota); check the plan and billing: {said}"
+                f"({status}{code}); check the plan and billing: {said}"
             )
         if status == 429:
             return f"rate limited by {shown} (429) after {tries}: {said}"
-        if status == 402:
-            return f"{shown} asks for payment (402); check the account's credits: {said}"
         if status == 403:
             return f"{shown} denied access to model '{model}' (403): {said}"
         if status >= 500:
@@ -305,12 +355,36 @@ def _count(value: object) -> int:
     return int(value)
 
 
-def _server_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    said = body.get("message") if isinstance(body, dict) else body
-    if not isinstance(said, str) or not said.strip():
-        return exc.response.reason_phrase or "no error message"
-    return _clip(said)
+def _not_found(model: str, shown: str, error: ServerError, served: list[str] | None) -> str:
+    """A 404: a base URL that leads nowhere (``served`` None: its ``/models`` is missing too),
+    or a model the server does not serve (named with what it does serve)."""
+    said = quote(error.text) or "no error message"
+    if served is None:
+        return (
+            f"nothing answers at {shown}/chat/completions (404: {said}); the base URL is wrong: "
+            "it usually ends in /v1, as in http://localhost:8080/v1"
+        )
+    if served and model not in served:
+        names = ", ".join(served[:MODELS_SHOWN]) + (", …" if len(served) > MODELS_SHOWN else "")
+        return f"model '{model}' not found at {shown} (404); it serves: {names}"
+    if not served and "model" not in error.text.lower():
+        return f"model '{model}' not found at {shown} (404: {said}); check that the base URL is right (it usually ends in /v1)"
+    return f"model '{model}' not found at {shown} (404): {said}"
+
+
+def _context_overflow(error: ServerError, request: ChatRequest, said: str) -> str:
+    """A request larger than the model's context, with what to lower."""
+    role = request.role
+    size = context_size(error)
+    context = f" of {size} tokens" if size is not None else ""
+    limit = request.settings.max_tokens
+    asked = f"max_tokens={limit}" if limit is not None else "no max_tokens"
+    return (
+        f"the request does not fit the context{context} of model '{request.settings.model}' "
+        f"({len(request.messages)} messages, {asked}): lower --max-turns or `roles.{role}.max_tokens`, "
+        f"or use a model (or server setting: llama.cpp -c, vLLM --max-model-len) with a larger context. "
+        f"Server said: {said}"
+    )
 
 
 def _clip(text: str) -> str:

@@ -22,6 +22,7 @@ import openai
 import tenacity
 from tenacity import AsyncRetrying, RetryCallState
 
+from simulator.backends.server_errors import is_quota, is_template_rejection, read_error
 from simulator.config import RetrySettings
 from simulator.errors import BackendError
 
@@ -135,6 +136,9 @@ def is_retryable(exc: BaseException) -> bool:
             return False
         if status == 429 and (exc.code in QUOTA_CODES or exc.type in QUOTA_CODES):
             return False
+        error = read_error(status, exc.body)
+        if is_quota(error) or is_template_rejection(error):
+            return False  # no money left, or a chat template that refuses these roles every time
         return status in RETRY_STATUSES or status >= 500
     return False
 

@@ -17,12 +17,12 @@ from collections.abc import Iterable, Sequence
 from simulator.backends.offline.patient import PatientScript
 from simulator.backends.offline.script import Scene, words
 from simulator.backends.offline.summary import summarize
-from simulator.backends.offline.therapist import CLOSINGS, TherapistScript
+from simulator.backends.offline.therapist import TherapistScript
 from simulator.errors import BackendError
 from simulator.personas import Patient, Therapist
 from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Context, Usage
 
-__all__ = ["CLOSINGS", "OFFLINE_MODEL", "OfflineBackend"]
+__all__ = ["OFFLINE_MODEL", "OfflineBackend"]
 
 OFFLINE_MODEL = "offline"
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from simulator.message_layout import spoken
 from simulator.personas import Patient, Therapist
 from simulator.protocol import ChatMessage
 
@@ -54,7 +55,8 @@ def own_turns(messages: Sequence[ChatMessage]) -> int:
 
 
 def last_user(messages: Sequence[ChatMessage]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+    """What the other speaker last said, without the notes a layout merged into it."""
+    return next((spoken(m.content) for m in reversed(messages) if m.role == "user"), "")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from simulator.backends.offline.voice import (
     second_to_third,
 )
 from simulator.protocol import ChatMessage
-from simulator.summary import SECTIONS, format_sections
+from simulator.summary import SUMMARY_SECTIONS, format_sections
 
 
 def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
@@ -55,11 +55,11 @@ def summarize(messages: Sequence[ChatMessage], scene: Scene) -> str:
         if re.search(r"\bI realize|\bif I'm being fair|\bI noticed\b", s, re.I)
     ]
     sections = {
-        SECTIONS[0]: _dedupe(topics)[:4],
-        SECTIONS[1]: [_capital(t) for t in techniques[:4]],
-        SECTIONS[2]: _dedupe(helpful)[:3],
-        SECTIONS[3]: _dedupe(homework)[:3],
-        SECTIONS[4]: _dedupe(insights)[:3],
+        SUMMARY_SECTIONS[0]: _dedupe(topics)[:4],
+        SUMMARY_SECTIONS[1]: [_capital(t) for t in techniques[:4]],
+        SUMMARY_SECTIONS[2]: _dedupe(helpful)[:3],
+        SUMMARY_SECTIONS[3]: _dedupe(homework)[:3],
+        SUMMARY_SECTIONS[4]: _dedupe(insights)[:3],
     }
     return format_sections(sections)
 

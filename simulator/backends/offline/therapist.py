@@ -20,7 +20,7 @@ from simulator.backends.offline.voice import (
     third_to_first,
 )
 from simulator.protocol import ChatMessage
-from simulator.summary import SECTIONS, parse_sections
+from simulator.summary import SUMMARY_SECTIONS, parse_sections
 
 CLOSINGS = (
     "Take care, {name}, and don't hesitate to reach out if anything comes up before next week.",
@@ -98,7 +98,7 @@ class TherapistScript:
             ]
         )
         if self.scene.previous_summary:
-            topics = parse_sections(self.scene.previous_summary).get(SECTIONS[0], [])
+            topics = parse_sections(self.scene.previous_summary).get(SUMMARY_SECTIONS[0], [])
             patient = self.scene.patient
             topic = (
                 first_to_second(
