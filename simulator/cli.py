@@ -224,3 +224,22 @@ def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
 def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
     """Put the run folders of `run --shard I/N` together into one run folder."""
     click.echo(commands.merge(list(run_dirs), into))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="HTML file to write (default RUN_DIR/report.html)."
+)
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default web browser.")
+@handles_errors
+def view(run_dir: Path, out: Path | None, open_page: bool) -> None:
+    """Write one self-contained HTML page to read RUN_DIR: series, sessions, repairs, scores."""
+    import webbrowser
+
+    from simulator.view import write_report
+
+    page = write_report(run_dir, out)
+    click.echo(str(page))
+    if open_page and not webbrowser.open(page.resolve().as_uri()):
+        click.echo(f"simulator: no browser to open; open {page} yourself", err=True)
