@@ -8,7 +8,6 @@ a command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,25 +53,11 @@ class TherapistInput(InputFile):
     id: str
 
 
-def _check_ids(persona_ids: Iterable[str]) -> None:
-    """Persona ids become paths inside the run folder: a tampered one (``../../x``) must not."""
-    for persona_id in persona_ids:
-        problem = id_problem(persona_id)
-        if problem is not None:
-            raise ValueError(problem)
-
-
 class Inputs(_Index):
     therapist: TherapistInput
     personas: dict[str, InputFile]
     templates: dict[str, str] = Field(default_factory=dict)
     template_sources: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("personas")
-    @classmethod
-    def _valid_ids(cls, personas: dict[str, InputFile]) -> dict[str, InputFile]:
-        _check_ids(personas)
-        return personas
 
 
 class RunIndex(_Index):
@@ -105,7 +90,6 @@ class RunIndex(_Index):
     def _positive_numbers(
         cls, sessions: dict[str, dict[int, SessionEntry]]
     ) -> dict[str, dict[int, SessionEntry]]:
-        _check_ids(sessions)
         for persona_id, entries in sessions.items():
             for number in entries:
                 if not 1 <= number <= MAX_SESSION:
@@ -113,6 +97,16 @@ class RunIndex(_Index):
                         f"{persona_id}: session number {number} is out of range 1..{MAX_SESSION}"
                     )
         return sessions
+
+    def id_problem(self) -> str | None:
+        """The first persona id in the index that is not a valid id (a tampered ``../../x``
+        must never become a path): commands that write refuse the run, readers mark it."""
+        for where, ids in (("sessions", self.sessions), ("inputs.personas", self.inputs.personas)):
+            for persona_id in ids:
+                problem = id_problem(persona_id)
+                if problem is not None:
+                    return f"{where}: {problem}"
+        return None
 
     def entries(self) -> list[tuple[str, int, SessionEntry]]:
         """Every session of the run: persona id, number, entry; personas in run order."""

@@ -342,12 +342,16 @@ def create_run(
 
 def load_state(run_dir: Path) -> RunState:
     """A run folder's state, checked before anything is written or locked: run.json must have
-    the shape of :class:`simulator.index.RunIndex`, and no symbolic link may sit inside."""
+    the shape of :class:`simulator.index.RunIndex` with valid persona ids, and no symbolic
+    link may sit inside."""
     store = RunStore(run_dir)
     try:
         index = RunIndex.parse(store.read_run())
     except ValueError as exc:
         raise RunStateError(store.run_file, f"damaged run.json: {exc}") from None
+    problem = index.id_problem()
+    if problem is not None:
+        raise RunStateError(store.run_file, f"damaged run.json: {problem}")
     with on_disk(run_dir):
         store.check_no_links()
     index.usage = index.usage  # written from now on even when the file had none

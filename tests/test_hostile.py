@@ -400,7 +400,7 @@ RESUME_CASES = {
         "unable to parse string as an integer"
     ),
     "persona key escapes": (
-        ": damaged run.json: sessions: Value error, invalid id '../../x': use 1-64 lowercase letters, "
+        ": damaged run.json: sessions: invalid id '../../x': use 1-64 lowercase letters, "
         "digits, '_' or '-', starting with a letter or digit"
     ),
     "persona folder is a link": ": a symbolic link inside the run folder; refusing to follow it",
