@@ -243,3 +243,142 @@ def view(run_dir: Path, out: Path | None, open_page: bool) -> None:
     click.echo(str(page))
     if open_page and not webbrowser.open(page.resolve().as_uri()):
         click.echo(f"simulator: no browser to open; open {page} yourself", err=True)
+
+
+# ---------------------------------------------------------------- simulator evaluate (issue 13)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rubric", "rubric_names", multiple=True, help="Rubric to apply (repeatable; default: all).")
+@click.option(
+    "--rubrics", "rubrics_dir", type=click.Path(path_type=Path), help="Directory of rubric overrides."
+)
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Settings in YAML (roles.judge)."
+)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), help="Chat backend for the judge.")
+@click.option("--judge-model", help="Judge model; without it no model is called.")
+@click.option("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Judge calls at once (default 4).")
+@click.option("--cache", type=click.Path(path_type=Path), help="SQLite response cache file (opt-in).")
+@click.option("--seed", type=int, help="Seed of the first repeat (repeat r uses seed + r - 1).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, help="Judgments per case (agreement).")
+@click.option("--dry-run", is_flag=True, help="Print judge calls, tokens and cost; write nothing.")
+@click.option("--resume", "resume_id", metavar="EVAL_ID", help="Finish an interrupted evaluation.")
+@handles_errors
+def evaluate(
+    run_dir: Path,
+    rubric_names: tuple[str, ...],
+    rubrics_dir: Path | None,
+    config_file: Path | None,
+    repeats: int,
+    dry_run: bool,
+    resume_id: str | None,
+    concurrency: int | None,
+    **flags: Any,
+) -> None:
+    """Model-free metrics and LLM-judge rubrics for every session and series of RUN_DIR."""
+    from rich.console import Console
+
+    from simulator.evaluate import prepare, prepare_resume, report_view
+
+    _log_to_stderr()
+    if resume_id is not None:
+        given = [name for name, value in flags.items() if value is not None]
+        if rubric_names or rubrics_dir or config_file or repeats != 1 or given:
+            raise InputError(
+                "--resume", "a resumed evaluation keeps its own settings (only --concurrency may change)"
+            )
+        evaluation = prepare_resume(run_dir, resume_id, concurrency=concurrency)
+    else:
+        evaluation = prepare(
+            run_dir,
+            rubric_names=list(rubric_names),
+            rubrics_dir=rubrics_dir,
+            config_file=config_file,
+            flags={**flags, "concurrency": concurrency},
+            repeats=repeats,
+        )
+    if evaluation.settings.notice:
+        click.echo(f"simulator: {evaluation.settings.notice}", err=True)
+    for rubric in evaluation.unused:
+        suits = ", ".join(rubric.spec.modalities)
+        click.echo(
+            f"simulator: rubric {rubric.name!r} ({rubric.spec.applies_to}, suits {suits}) applies to no session",
+            err=True,
+        )
+    if dry_run:
+        estimate = evaluation.estimate()
+        cost = (
+            f"~${estimate.cost_usd:.4f}"
+            if estimate.cost_usd is not None
+            else "cost unknown (no prices for the judge model)"
+        )
+        none = "" if evaluation.settings.judging else " (none will be made: see above)"
+        click.echo(
+            f"dry run: {estimate.calls} judge calls{none} ({estimate.cases} cases x {evaluation.settings.repeats} "
+            f"repeats), about {estimate.prompt_tokens} prompt + {estimate.completion_tokens} completion tokens, "
+            f"{cost}; nothing written"
+        )
+        return
+
+    def progress(event: Any) -> None:
+        rubric, persona_id, number = event.case.key
+        click.echo(
+            f"[{event.done}/{event.total}] {rubric} {persona_id} session {number}: {event.status}; "
+            f"{event.tokens} tokens",
+            err=True,
+        )
+
+    try:
+        outcome = asyncio.run(evaluation.execute(progress))
+    except KeyboardInterrupt:
+        folder = evaluation.folder
+        hint = f" --resume {folder.eval_id}" if folder is not None else ""
+        click.echo(f"simulator: interrupted; `simulator evaluate {run_dir}{hint}` finishes it", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    Console().print(report_view(outcome.report))
+    click.echo(f"wrote {outcome.folder.eval_file}")
+    failed = outcome.report["summary"]["judge"]["judge_failed"]
+    if failed:
+        click.echo(
+            f"simulator: {failed} judge item(s) failed after retries (judge_failed in eval.json); "
+            f"`simulator evaluate {run_dir} --resume {outcome.folder.eval_id}` asks again",
+            err=True,
+        )
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Thresholds, end phrases, min_turns."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
+@click.option("--flags", is_flag=True, help="Also list the repairs engine records carry.")
+@click.option(
+    "--therapist-is",
+    type=click.Choice(["assistant", "user"]),
+    help="For JSONL/CSV rows with a role: which role is the therapist.",
+)
+@handles_errors
+def audit(
+    paths: tuple[Path, ...], config_file: Path | None, fmt: str, flags: bool, therapist_is: str | None
+) -> None:
+    """Run the guards and the termination detector over existing transcripts (.txt, session
+    JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found."""
+    import json
+
+    from simulator.audit import audit_paths
+    from simulator.config import load_config
+
+    config = load_config(config_file, {})
+    found = False
+    for index, result in enumerate(audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)):
+        found = found or bool(result.defects)
+        if fmt == "json":
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        else:
+            click.echo(("\n" if index else "") + result.text())
+    sys.exit(1 if found else 0)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
-from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES
+from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES, compile_phrases
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
 from simulator.layout import run_id_problem
 from simulator.limits import MAX_SESSION
@@ -88,15 +88,15 @@ class RoleSettings(_Settings):
 class EndPhrases(_Settings):
     therapist: list[str] = Field(default_factory=lambda: list(DEFAULT_THERAPIST_END_PHRASES))
     patient: list[str] = Field(default_factory=lambda: list(DEFAULT_PATIENT_END_PHRASES))
+    after_wrap_up: bool = True
+    """A patient's short thanks or goodbye right after the therapist wraps up ends the session
+    too (the two-message rule, :func:`simulator.endings.detect_end`); false: only the phrases do."""
 
     @field_validator("therapist", "patient")
     @classmethod
     def _compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        """Checked by the function the detector compiles them with, so what passes here runs."""
+        compile_phrases(patterns)
         return patterns
 
 
@@ -171,7 +171,10 @@ class RunConfig(_Settings):
     guards: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
-    roles: dict[Literal["therapist", "patient", "summarizer"], RoleSettings] = Field(default_factory=dict)
+    roles: dict[Literal["therapist", "patient", "summarizer", "judge"], RoleSettings] = Field(
+        default_factory=dict
+    )
+    """Per-role request settings; ``judge`` is read by ``simulator evaluate`` only."""
     prices: dict[str, Price] = Field(default_factory=dict)
 
     @field_serializer("base_url")
@@ -263,8 +266,9 @@ class RunConfig(_Settings):
 
 def _with_default_limits(roles: dict[Any, RoleSettings]) -> dict[Any, RoleSettings]:
     """Every role with its ``max_tokens`` set: the default unless the config gave one (``null``
-    included). Filled in here so that run.json saves the limit a run used and resume keeps it."""
-    filled: dict[Any, RoleSettings] = {}
+    included). Filled in here so that run.json saves the limit a run used and resume keeps it.
+    Other roles (``judge``) are kept as given."""
+    filled: dict[Any, RoleSettings] = dict(roles)
     for role in ROLES:
         settings = roles.get(role) or RoleSettings()
         if "max_tokens" not in settings.model_fields_set:

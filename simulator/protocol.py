@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from simulator.config import RoleSettings
 
-Role = Literal["therapist", "patient", "summarizer"]
-"""Which agent a request is for."""
+Role = Literal["therapist", "patient", "summarizer", "judge"]
+"""Which agent a request is for (``judge``: ``simulator evaluate``'s rubric judge)."""
 
 
 @dataclass(frozen=True)

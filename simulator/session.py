@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 from simulator import guards
 from simulator.config import ROLES, RunConfig
-from simulator.endings import compile_phrases, find_end_phrase
+from simulator.endings import Ending, compile_phrases, detect_end
 from simulator.errors import BackendError, ContextOverflow, TemplateRejected
 from simulator.message_layout import Layouts, Prompt, render
 from simulator.personas import Patient, Therapist
@@ -246,12 +246,10 @@ class SessionRunner:
                 )
                 return
             record.messages.append(message)
-            matched = self._end_phrase(message)
-            if matched is not None:
+            ending = self._ending()
+            if ending is not None:
                 record.termination = Termination(
-                    reason=NATURAL_END,
-                    details=f"Detected end phrase: '{matched}'",
-                    message_index=message.index,
+                    reason=NATURAL_END, details=ending.details, message_index=ending.index
                 )
                 if (
                     speaker == "Therapist"
@@ -273,12 +271,16 @@ class SessionRunner:
             return
         self.record.messages.append(goodbye)
 
-    def _end_phrase(self, message: Message) -> str | None:
-        """The end phrase that closes the session at ``message`` (already appended), if any.
+    def _ending(self) -> Ending | None:
+        """Whether the message just appended closes the session (see :func:`detect_end`).
         Runs on the cleaned text, so meta commentary after a goodbye cannot hide it."""
-        if len(self.record.messages) < self.config.min_turns:
-            return None
-        return find_end_phrase(message.content, self.phrases[message.speaker])
+        return detect_end(
+            [(m.speaker, m.content) for m in self.record.messages],
+            self.phrases,
+            min_turns=self.config.min_turns,
+            wrap_up_from=self.config.max_turns - self.config.wrap_up_turns,
+            after_wrap_up=self.config.end_phrases.after_wrap_up,
+        )
 
     def _view(self, speaker: Speaker) -> Prompt:
         """The conversation from one agent's side: its system prompt, its turns as assistant,
@@ -357,16 +359,9 @@ class SessionRunner:
                 )
                 nudge = self.role_nudge
                 continue
-            hit = (
-                None
-                if goodbye
-                else guards.find_repeat(
-                    candidate.text, [m.content for m in earlier], self.guards.repetition_threshold
-                )
-            )
+            hit = None if goodbye else self._repeat_of(candidate.text, earlier)
             if hit is not None:
-                repeated = earlier[hit]
-                score = guards.similarity(candidate.text, repeated.content)
+                repeated, score = hit
                 repeat = RepetitionLoop(
                     speaker, len(self.record.messages), repeated.index, score, candidate.text
                 )
@@ -397,6 +392,16 @@ class SessionRunner:
             f"{role} replies were cut at max_tokens={limit} on every attempt; "
             f"raise roles.{role}.max_tokens{thinking}"
         )
+
+    def _repeat_of(self, text: str, earlier: list[Message]) -> tuple[Message, float] | None:
+        """The speaker's earlier message ``text`` repeats, with the score: a repeat of substance,
+        or the end of a run of the same short message (:func:`guards.find_short_loop`)."""
+        texts = [m.content for m in earlier]
+        hit = guards.find_repeat(text, texts, self.guards.repetition_threshold)
+        if hit is not None:
+            return earlier[hit], guards.similarity(text, texts[hit])
+        start = guards.find_short_loop(text, texts)
+        return (earlier[start], 1.0) if start is not None else None
 
     def _message(
         self, speaker: Speaker, candidate: _Candidate, usage: TokenCounts, flags: list[str]

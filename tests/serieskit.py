@@ -89,7 +89,7 @@ VOCABULARY = [
 CONFIG = (
     "max_turns: 6\n"
     "min_turns: 2\n"
-    "end_phrases: {therapist: [], patient: []}\n"
+    "end_phrases: {therapist: [], patient: [], after_wrap_up: false}\n"
     "retry: {attempts: 2, initial_wait_s: 0, max_wait_s: 0, timeout_s: 10}\n"
 )
 """Sessions of six messages (five model turns and a summary), no natural ending, fast retries."""

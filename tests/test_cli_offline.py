@@ -107,7 +107,7 @@ def test_max_turns_and_start_with_previous_summary(tmp_path: Path) -> None:
     summary = tmp_path / "s7.txt"
     summary.write_text("Main topics discussed:\n- Kindness meditation\n")
     config = tmp_path / "never_ends.yaml"
-    config.write_text("end_phrases: {therapist: [], patient: []}\n")
+    config.write_text("end_phrases: {therapist: [], patient: [], after_wrap_up: false}\n")
     run_dir = _run(
         tmp_path, "--start", "8", "--previous-summary", summary, "--max-turns", "6", "--config", config
     )
@@ -126,7 +126,9 @@ def test_custom_end_phrases_the_offline_closings_miss_end_at_max_turns(tmp_path:
     """The offline therapist does not bend its goodbye to the configured phrases: with phrases
     none of its closing lines match, the detector never fires and the session runs to max_turns."""
     config = tmp_path / "farewell.yaml"
-    config.write_text("end_phrases: {therapist: ['\\bfarewell\\b'], patient: ['\\bfarewell\\b']}\n")
+    config.write_text(
+        "end_phrases: {therapist: ['\\bfarewell\\b'], patient: ['\\bfarewell\\b'], after_wrap_up: false}\n"
+    )
     run_dir = _run(tmp_path, "--max-turns", "12", "--config", config)
     record = json.loads((run_dir / "marcus_thompson" / "session_01.json").read_text())
     assert record["termination"]["reason"] == "Max Turns Reached"

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from simulator import saferegex
 from simulator.backends.offline.therapist import CLOSINGS
 from simulator.endings import (
     DEFAULT_PATIENT_END_PHRASES,
     DEFAULT_THERAPIST_END_PHRASES,
+    Ending,
     closing_part,
     compile_phrases,
+    detect_end,
     find_end_phrase,
+    is_short_farewell,
+    wrap_up_cue,
 )
 from simulator.guards import check_role
 
@@ -159,10 +164,25 @@ def test_first_matching_pattern_in_list_order_is_returned() -> None:
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        (r"(unclosed", "invalid end phrase '(unclosed': missing ), unterminated subpattern at position 0"),
-        (r"[a-", "invalid end phrase '[a-': unterminated character set at position 0"),
-        ("", "invalid end phrase '': matches the empty string, so every message"),
-        (r"(?:bye)?", "invalid end phrase '(?:bye)?': matches the empty string, so every message"),
+        (r"(unclosed", "invalid end phrase '(unclosed': missing ) at position 9"),
+        (r"[a-", "invalid end phrase '[a-': unterminated character set at position 3"),
+        ("", "invalid end phrase '': it matches the empty string, so every message"),
+        (r"(?:bye)?", "invalid end phrase '(?:bye)?': it matches the empty string, so every message"),
+        (r"(bye)?", "invalid end phrase '(bye)?': it matches the empty string, so every message"),
+        (
+            r"(.|\w)+#",
+            "unsafe end phrase '(.|\\\\w)+#': a repetition over alternatives that can start with the same "
+            "character can backtrack catastrophically; make the alternatives distinct",
+        ),
+        (
+            r"(\w+\s?)+$",
+            "unsafe end phrase '(\\\\w+\\\\s?)+$': a repetition inside a repetition can backtrack "
+            "catastrophically; make the inner one bounded",
+        ),
+        (
+            r"(a|a)+b",
+            "unsafe end phrase '(a|a)+b': a test match on a 501-character string did not finish in 0.2 s",
+        ),
     ],
 )
 def test_compile_phrases_rejects_bad_patterns(pattern: str, message: str) -> None:
@@ -177,6 +197,201 @@ def test_compile_phrases_is_case_insensitive() -> None:
     assert pattern.search("SEE YOU NEXT WEEK")
 
 
+# ---- closings people actually use (issue 9) ------------------------------------------------------
+
+MIDDLE: list[tuple[str, str]] = [
+    ("Patient", "Hi, I'm Marcus Thompson. This is my 3rd CBT session."),
+    ("Therapist", "Welcome back, Marcus. What would you like to focus on today?"),
+    ("Patient", "Mostly the marking. I stay late every night and still feel behind."),
+    ("Therapist", "That sounds exhausting. When did you last notice the pressure building?"),
+    ("Patient", "On Sunday evening, actually. I sat with a pile of essays and felt sick."),
+    ("Therapist", "What went through your mind as you sat there with the pile?"),
+    ("Patient", "That I'm failing them. That a good teacher would be done by now."),
+    ("Therapist", "How strongly do you believe that right now, from 0 to 100?"),
+    ("Patient", "About ninety, if I'm honest. It feels like a fact."),
+]
+"""Nine messages of an ordinary session: past min_turns, nowhere near max_turns."""
+DEFAULTS = {"Therapist": THERAPIST, "Patient": PATIENT}
+
+
+def ends(*messages: tuple[str, str], wrap_up_from: int | None = None) -> Ending | None:
+    return detect_end([*MIDDLE, *messages], DEFAULTS, min_turns=8, wrap_up_from=wrap_up_from)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thanks for coming in today.",
+        "Thank you so much for coming in today, Marcus.",
+        "Okay. Bye.",
+        "Bye-bye.",
+        "Great work. I'll see you in two weeks.",
+        "Excellent. See you on Thursday.",
+        "Okay, great. See you next time.",
+        "Same time next week?",
+        "So, same time next week then.",
+        "Good luck, and I wish you the very best.",
+    ],
+)
+def test_therapist_closings_people_use(text: str) -> None:
+    ending = ends(("Therapist", text))
+    assert ending is not None and ending.index == len(MIDDLE) and ending.phrase is not None, text
+
+
+def test_a_bare_thanks_from_the_therapist_is_not_a_closing() -> None:
+    # It is one as the patient's answer to a wrap-up (the two-message rule); from the therapist
+    # mid-session it acknowledges what was said.
+    assert ends(("Therapist", "Thank you.")) is None
+
+
+LOOK_ALIKES: list[tuple[str, str]] = [
+    # thanks and appreciation for something said
+    ("Therapist", "Thank you for sharing that."),
+    ("Therapist", "I appreciate you telling me. That can't have been easy to say."),
+    ("Therapist", "Thank you for being so honest with me about the drinking."),
+    ("Therapist", "Thanks for trusting me with that. Let's stay with it for a moment."),
+    ("Patient", "Thanks. What should I do if it happens again?"),
+    ("Patient", "Thank you, that actually helps me see it differently."),
+    ("Patient", "Thanks, but I'm not sure I believe it yet."),
+    # openings and the word 'see'
+    (
+        "Therapist",
+        "Thanks for coming in today. I know it wasn't easy to make the call. Where shall we start?",
+    ),
+    ("Therapist", "See, you're already doing it. You caught the thought before it ran away with you."),
+    ("Therapist", "You'll see, you're more capable than that voice tells you."),
+    ("Patient", "I'll see you-know-who at the parents' evening on Thursday, which I'm dreading."),
+    ("Patient", "When I see your face I remember what we said last week."),
+    # goodbyes to something else
+    ("Patient", "It's like saying bye-bye to the old habit, and I'm not ready."),
+    ("Patient", "I said goodbye to my old habits, honestly."),
+    ("Therapist", "What would it mean to say goodbye to that rule?"),
+    ("Patient", "My mum waved bye from the window and I felt guilty all the way to school."),
+    # homework, plans and the future mid-session
+    ("Therapist", "Before you go home tonight, try writing down one thing you did well."),
+    ("Therapist", "Next week at school, when the pile builds up, what could you tell yourself?"),
+    ("Therapist", "When I see you next week, I'd like to hear how the letter went. What will you write?"),
+    ("Therapist", "Let's plan how you'll take care of that report. What's the first step?"),
+    ("Patient", "I need to take care of my mom this weekend."),
+    ("Therapist", "Take care of yourself this week."),
+    # time and ending as topics
+    ("Patient", "Time is up for me every night by ten, there's just no more of me left."),
+    ("Therapist", "Our time together is for you. What feels most important to bring today?"),
+    ("Patient", "I wish I could just stop here and never think about the marking again."),
+    ("Therapist", "It sounds like you wish the day would end before the guilt starts."),
+    ("Patient", "My only goal is to have a good week at work for once."),
+    ("Patient", "Good luck with that, my sister says, every time I mention boundaries."),
+]
+"""Mid-session messages that look like closings and must not end a session (at least 25)."""
+
+
+@pytest.mark.parametrize(("speaker", "text"), LOOK_ALIKES)
+def test_mid_session_look_alikes_do_not_end_the_session(speaker: str, text: str) -> None:
+    assert ends((speaker, text)) is None, text
+
+
+def test_look_alike_table_is_large_enough() -> None:
+    assert len(LOOK_ALIKES) >= 25
+
+
+@pytest.mark.parametrize(
+    ("cue", "reply"),
+    [
+        ("For homework, could you write the letter before our next session?", "Yes. Thank you."),
+        ("We're almost out of time, so let's stop here for today.", "Okay, thanks Nova."),
+        ("To sum up, we looked at the evidence and wrote a balanced thought.", "Thank you so much."),
+        ("Let's leave it there for today. You did good work.", "Thanks. See you."),
+        ("So, same time next week, and keep the note with you.", "Sounds good, thank you."),
+    ],
+)
+def test_two_message_rule_short_thanks_after_a_wrap_up(cue: str, reply: str) -> None:
+    ending = ends(("Therapist", cue), ("Patient", reply))
+    assert ending is not None
+    assert ending.index == len(MIDDLE) + 1 and ending.cue_index == len(MIDDLE)
+    assert ending.details.startswith(f"Detected closing: Therapist message {len(MIDDLE)} wrapped up ('")
+    assert f'Patient message {len(MIDDLE) + 1} closed it: "{reply}"' in ending.details
+
+
+@pytest.mark.parametrize(
+    ("cue", "reply"),
+    [
+        # no wrap-up cue: a thanks for a compliment
+        ("You've done a lot of hard work on this, Marcus.", "Thank you."),
+        ("That was a brave thing to notice.", "Thanks."),
+        # a cue, but the reply is not a short farewell
+        ("For homework, could you write the letter?", "Thanks, but I don't think I can write it yet."),
+        (
+            "For homework, could you write the letter?",
+            "Thank you. Can I ask something about the letter first?",
+        ),
+        ("Let's stop here for today.", "Okay. Actually, there's something I haven't told you about my mum."),
+        (
+            "To sum up, we covered a lot today.",
+            "Thank you for listening to all that, it's been a heavy week for me.",
+        ),
+    ],
+)
+def test_two_message_rule_needs_both_halves(cue: str, reply: str) -> None:
+    assert ends(("Therapist", cue), ("Patient", reply)) is None
+
+
+def test_the_wrap_up_note_counts_as_a_cue() -> None:
+    plain = ("Therapist", "You noticed the thought and answered it. That matters.")
+    assert ends(plain, ("Patient", "Thank you.")) is None
+    ending = ends(plain, ("Patient", "Thank you."), wrap_up_from=len(MIDDLE))
+    assert ending is not None and "('the wrap-up note')" in ending.details
+
+
+def test_nothing_ends_before_min_turns() -> None:
+    opening = [("Patient", "Hi, I'm Marcus."), ("Therapist", "Thanks for coming in today.")]
+    assert detect_end(opening, DEFAULTS, min_turns=8) is None
+    assert detect_end(opening, DEFAULTS, min_turns=2) is not None
+
+
+@pytest.mark.parametrize("text", ["Thank you.", "Okay, bye!", "Thanks, see you then.", "You too. Take care."])
+def test_short_farewells(text: str) -> None:
+    assert is_short_farewell(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Thank you?", "Thanks, but no.", "Thanks to you I slept.", "Okay.", "Thank you for asking, really."],
+)
+def test_not_short_farewells(text: str) -> None:
+    assert not is_short_farewell(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Okay, for homework I'd like you to keep the thought record.",
+        "We're running out of time.",
+        "Let's stop here.",
+        "To summarise, you named the rule and tested it.",
+        "We covered a lot today.",
+        "Same time next week?",
+    ],
+)
+def test_wrap_up_cues(text: str) -> None:
+    assert wrap_up_cue(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["How was your week?", "What did you notice about the homework last time?", "Tell me about Sunday."],
+)
+def test_not_wrap_up_cues(text: str) -> None:
+    assert wrap_up_cue(text) is None
+
+
+def test_an_end_phrase_that_runs_out_of_time_is_no_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    (slow,) = compile_phrases([r"\bbye\b"])
+    monkeypatch.setattr(saferegex, "MATCH_TIMEOUT_S", 0.0)
+    assert find_end_phrase("Okay. Bye.", [slow]) is None
+    monkeypatch.undo()
+    assert find_end_phrase("Okay. Bye.", [slow]) == r"\bbye\b"
+
+
 @pytest.mark.parametrize("closing", CLOSINGS)
 def test_default_phrases_end_every_offline_closing(closing: str) -> None:
     """The offline therapist closes with its own fixed lines; the detector, with the default
@@ -188,3 +403,9 @@ def test_default_phrases_end_every_offline_closing(closing: str) -> None:
     )
     assert find_end_phrase(line, THERAPIST) is not None
     assert find_end_phrase(message, THERAPIST) is not None
+
+
+def test_the_two_message_rule_can_be_turned_off() -> None:
+    cue, reply = ("Therapist", "For homework, could you write the letter?"), ("Patient", "Thank you.")
+    assert ends(cue, reply) is not None
+    assert detect_end([*MIDDLE, cue, reply], DEFAULTS, min_turns=8, after_wrap_up=False) is None

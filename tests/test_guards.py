@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from simulator.guards import (
     DEFAULT_REPETITION_THRESHOLD,
     check_role,
     find_repeat,
+    find_short_loop,
     join_continuation,
     similarity,
 )
@@ -514,3 +516,86 @@ def test_clean_summary_inline_and_bulleted_items_stay_in_their_section() -> None
     assert result.ok
     assert "Main topics discussed:\n- Homework: he skipped it\n\n" in result.text
     assert "Homework assigned:\n- Journal daily\n\n" in result.text
+
+
+# ---- repetition on natural dialogue (issue 9) -----------------------------------------------------
+
+NATURAL_SHORT_REPLIES = [
+    "Yeah.", "Mm-hmm.", "Okay.", "Right.", "Sure.", "Yes.", "No.", "Hmm.", "I don't know.",
+    "I guess so.", "Maybe.", "Kind of.", "Not really.", "I think so.", "That's true.", "Exactly.",
+    "Yeah, I think so.", "Yeah, that's right.", "Okay, that makes sense.", "I'm not sure.",
+    "It's hard to say.", "Sometimes.", "A little bit.", "Yeah, definitely.", "Thank you.", "Thanks.",
+    "That helps.", "I can try that.", "I'll give it a go.", "Probably.", "Not yet.", "I hope so.",
+    "It was okay.", "About the same.", "Better, I think.", "Worse, honestly.", "Yeah. Yeah.",
+    "Mm. Yeah.", "Right, right.", "Oh, okay.", "I see.", "Fair enough.", "That's a good point.",
+    "I never thought of it that way.", "Yeah, that's the thing.", "I don't know, really.",
+    "Uh-huh.", "Mm.", "Yes, sometimes.", "No, not really.",
+]  # fmt: skip
+"""Short replies people give again and again in a session; none of them is ever a repeat."""
+
+PARAPHRASES = [
+    (
+        "I keep telling myself I should have marked the essays on Sunday, and then I feel awful.",
+        "On Sunday I told myself again that the essays should have been marked, and I felt awful.",
+    ),
+    (
+        "It sounds like the guilt shows up whenever you take even a little time for yourself.",
+        "So whenever you take a bit of time for yourself, the guilt seems to show up right away.",
+    ),
+    (
+        "My mum needs me more since the fall, and I drive over every evening after school now.",
+        "Since she fell I go to my mum's every evening straight after school, she needs me more.",
+    ),
+    (
+        "What would you say to a friend who left one essay unmarked over the weekend?",
+        "If a friend had left an essay unmarked over the weekend, what would you tell them?",
+    ),
+]
+"""The same point said again in other words, as people do: not a repeat."""
+
+
+def test_natural_short_replies_are_never_repeats_or_loops() -> None:
+    rng = random.Random(9)
+    said: list[str] = []
+    flagged = 0
+    for _ in range(2000):
+        reply = rng.choice(NATURAL_SHORT_REPLIES)
+        flagged += find_repeat(reply, said) is not None
+        said.append(reply)
+    assert flagged == 0
+    for reply in NATURAL_SHORT_REPLIES:
+        assert find_repeat(reply, [reply] * 3) is None, reply
+
+
+@pytest.mark.parametrize(("first", "second"), PARAPHRASES)
+def test_paraphrases_are_not_repeats(first: str, second: str) -> None:
+    assert find_repeat(second, [first]) is None
+
+
+def test_a_long_reply_after_a_short_one_shares_nothing() -> None:
+    assert (
+        find_repeat("Yeah, I think that's right, because I have always felt it since school.", ["Yeah."])
+        is None
+    )
+
+
+def test_verbatim_repeats_of_eight_words_and_more_are_caught() -> None:
+    text = "I just feel like I am failing my students."
+    assert find_repeat(text, ["Hello there.", text]) == 1
+    assert find_repeat(text.upper().replace(".", "!"), [text]) == 0
+
+
+@pytest.mark.parametrize(
+    ("history", "reply", "start"),
+    [
+        (["I can't explain it."] * 4, "I can't explain it.", 0),
+        (["Fine, whatever.", *["I can't explain it."] * 5], "I can't explain it.", 1),
+        (["I can't explain it."] * 3, "I can't explain it.", None),  # four in a row: not yet
+        (["Yeah."] * 10, "Yeah.", None),  # backchannels never
+        (["Mm-hmm."] * 10, "Mm-hmm.", None),
+        (["I don't know."] * 10, "I don't know.", None),
+        (["I can't explain it."] * 4, "I can't explain it, sorry.", None),
+    ],
+)
+def test_short_loop(history: list[str], reply: str, start: int | None) -> None:
+    assert find_short_loop(reply, history) == start

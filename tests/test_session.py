@@ -329,6 +329,60 @@ async def test_repetition_that_persists_ends_the_session_naming_both_messages(ba
     assert len(requests(backend, "therapist", "regeneration")) == 2
 
 
+async def test_short_replies_are_never_repeats_of_each_other(backend: FakeBackend) -> None:
+    backend.enqueue("patient", "Yeah.", "Mm-hmm.", "Yeah.", "Okay.", "Yeah.", "I don't know.", "Yeah.")
+    record = await run(backend, max_turns=16)
+    patient = [m for m in record.messages[1:] if m.speaker == "Patient"]
+    assert [m.content for m in patient] == [
+        "Yeah.",
+        "Mm-hmm.",
+        "Yeah.",
+        "Okay.",
+        "Yeah.",
+        "I don't know.",
+        "Yeah.",
+    ]
+    assert all(m.flags == [] for m in record.messages[1:])
+
+
+async def test_the_same_short_reply_five_turns_running_is_a_loop(backend: FakeBackend) -> None:
+    stuck = "I can't explain it."
+    backend.enqueue("patient", stuck, stuck, stuck, stuck, stuck, PATIENT_LINES[1])
+    record = await run(backend, max_turns=12)
+    patient = [m for m in record.messages[1:] if m.speaker == "Patient"]
+    assert [m.content for m in patient] == [stuck] * 4 + [PATIENT_LINES[1]]
+    assert [m.flags for m in patient] == [[]] * 4 + [["regenerated_repetition"]]
+
+
+async def test_backchannels_running_on_are_listening_not_a_loop(backend: FakeBackend) -> None:
+    backend.enqueue("patient", *["Mm-hmm."] * 6)
+    record = await run(backend, max_turns=14)
+    assert [m.content for m in record.messages if m.speaker == "Patient"][1:7] == ["Mm-hmm."] * 6
+    assert all(m.flags == [] for m in record.messages[1:])
+
+
+async def test_a_short_thanks_after_the_wrap_up_ends_the_session_naming_both(backend: FakeBackend) -> None:
+    wrap_up = "For homework, could you write the letter before next time? Let's stop here for today."
+    backend.enqueue("therapist", THERAPIST_LINES[0], wrap_up)
+    backend.enqueue("patient", PATIENT_LINES[0], "Okay. Thank you, Nova.")
+    record = await run(backend, min_turns=4)
+    assert contents(record)[3:] == [wrap_up, "Okay. Thank you, Nova."]
+    assert record.termination is not None
+    assert record.termination.reason == "Natural Session End"
+    assert record.termination.message_index == 4
+    assert record.termination.details == (
+        "Detected closing: Therapist message 3 wrapped up ('For homework') and Patient message 4 "
+        'closed it: "Okay. Thank you, Nova."'
+    )
+
+
+async def test_a_thanks_after_the_wrap_up_note_ends_the_session(backend: FakeBackend) -> None:
+    backend.enqueue("patient", PATIENT_LINES[0], PATIENT_LINES[1], "Thank you, that was helpful.")
+    record = await run(backend, min_turns=4, max_turns=12, wrap_up_turns=8)
+    assert record.termination is not None and record.termination.message_index == 6
+    assert "Therapist message 5 wrapped up ('the wrap-up note')" in record.termination.details
+
+
 async def test_max_regenerations_bounds_the_attempts(backend: FakeBackend) -> None:
     first = "It sounds like we've had a very productive session, Marcus, and I'm impressed by your work."
     backend.enqueue("therapist", first, first)
