@@ -22,6 +22,7 @@ from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class _StderrLines(logging.Handler):
@@ -78,13 +79,13 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def run_async(work: Coroutine[Any, Any, int]) -> int:
+def run_async(work: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` for a command: the first Ctrl-C or SIGTERM cancels it (a run writes its
     sessions in flight as interrupted), a second one quits at once (see
     :mod:`simulator.interrupts`, installed by the entry point); a stopped command raises
     KeyboardInterrupt, which :func:`handles_errors` makes exit 130."""
 
-    async def main() -> int:
+    async def main() -> T:
         task = asyncio.current_task()
         assert task is not None
         with interrupts.cancelling(task):
@@ -332,7 +333,7 @@ def evaluate(
         )
 
     try:
-        outcome = asyncio.run(evaluation.execute(progress))
+        outcome = run_async(evaluation.execute(progress))
     except KeyboardInterrupt:
         folder = evaluation.folder
         hint = f" --resume {folder.eval_id}" if folder is not None else ""

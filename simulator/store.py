@@ -88,7 +88,9 @@ def _reason(exc: OSError) -> str:
 
 
 @contextmanager
-def new_folder(final: Path, what: str = "run folder") -> Iterator[Path]:
+def new_folder(
+    final: Path, what: str = "run folder", hint: str = "choose another name, or `simulator resume` it"
+) -> Iterator[Path]:
     """Build a folder under a unique hidden name beside ``final`` and rename it into place
     when the block ends, so ``final`` exists whole or not at all. Two processes racing for
     the same name: one wins, the other gets an :class:`InputError` and leaves nothing behind.
@@ -97,7 +99,7 @@ def new_folder(final: Path, what: str = "run folder") -> Iterator[Path]:
     if parent.exists() and not parent.is_dir():
         raise InputError(parent, f"is a file, not a folder: cannot make the {what} {final.name} in it")
     if final.exists():
-        raise InputError(final, f"{what} already exists: choose another name, or `simulator resume` it")
+        raise InputError(final, f"{what} already exists: {hint}")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".creating", dir=parent))
