@@ -366,6 +366,19 @@ def test_resume_of_a_complete_run_on_read_only_media_changes_nothing(tmp_path: P
     assert {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()} == before
 
 
+def test_evaluate_on_read_only_media_is_one_line_and_changes_nothing(tmp_path: Path, mount: Mount) -> None:
+    run_dir = _offline_run(tmp_path)
+    media = mount(tmp_path / "media", 4096)
+    shutil.copytree(run_dir, media / "r")
+    remount_read_only(media)
+    before = {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()}
+    result = invoke("evaluate", media / "r")
+    assert result.exit_code == 2
+    errors = [line for line in _lines(result.stderr) if line.startswith("simulator: error:")]
+    assert errors == [f"simulator: error: {media / 'r' / 'eval'}: the file system is read-only"]
+    assert {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()} == before
+
+
 # ------------------------------------------------------------------ resume of a damaged run folder
 
 
