@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from simulator import __version__, commands, interrupts
+from simulator import __version__, commands, export, interrupts
 from simulator.backends import BACKENDS
 from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.importers import FORMATS, import_file, write_personas
@@ -225,6 +225,77 @@ def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
 def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
     """Put the run folders of `run --shard I/N` together into one run folder."""
     click.echo(commands.merge(list(run_dirs), into))
+
+
+@main.command("export")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", required=True, type=click.Choice(export.FORMATS), help="Output format.")
+@click.option(
+    "--as",
+    "perspective",
+    type=click.Choice(["therapist", "patient"]),
+    default="therapist",
+    show_default=True,
+    help="Whose turns are the assistant's (the training target).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A JSONL file, or a folder (splits, Parquet).",
+)
+@click.option(
+    "--system",
+    default="rendered",
+    show_default=True,
+    help="System prompt: 'rendered' (the run's template), 'none', or a Jinja template FILE.",
+)
+@click.option("--series-context", is_flag=True, help="Render prompts with the previous session's summary.")
+@click.option("--only-complete", is_flag=True, help="Only complete sessions (the default; always on).")
+@click.option("--natural-end-only", is_flag=True, help="Only sessions that ended on an end phrase.")
+@click.option(
+    "--exclude-flags", help="Leave out sessions with any of these repair flags (FLAG,...; * allowed)."
+)
+@click.option("--min-messages", type=click.IntRange(min=1), help="Leave out sessions with fewer messages.")
+@click.option("--min-score", multiple=True, help="RUBRIC.ITEM>=X from RUN_DIR/eval (repeatable).")
+@click.option("--eval", "eval_id", help="Evaluation to read (default: the latest in RUN_DIR/eval).")
+@click.option("--dedupe", is_flag=True, help="Drop sessions that nearly duplicate an earlier one.")
+@click.option(
+    "--dedupe-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.8,
+    show_default=True,
+    help="Jaccard similarity from which a session counts as a near-duplicate.",
+)
+@click.option("--split", "split_spec", help="Splits, e.g. train=0.9,test=0.1 (default: one split, train).")
+@click.option("--split-by", type=click.Choice(["persona", "session"]), default="persona", show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the split assignment.")
+@click.option("--license", "license_id", help="SPDX licence id for the dataset card (default: other).")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@handles_errors
+def export_command(
+    run_dirs: tuple[Path, ...],
+    split_spec: str | None,
+    exclude_flags: str | None,
+    min_score: tuple[str, ...],
+    license_id: str | None,
+    only_complete: bool,
+    **flags: Any,
+) -> None:
+    """Turn run folders into a dataset: OpenAI chat JSONL, ShareGPT, records or Parquet
+    (with a Hugging Face dataset card), filtered, deduplicated and split."""
+    options = export.ExportOptions(
+        run_dirs=run_dirs,
+        splits=export.parse_splits(split_spec),
+        exclude_flags=export.parse_flag_names(exclude_flags),
+        min_scores=tuple(export.parse_score_rule(rule) for rule in min_score),
+        license=export.check_license(license_id),
+        **flags,
+    )
+    report = export.export_dataset(options)
+    for warning in report.warnings:
+        click.echo(f"simulator: warning: {warning}", err=True)
+    click.echo("\n".join(report.lines()))
 
 
 @main.command()

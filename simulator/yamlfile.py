@@ -2,8 +2,9 @@
 
 Persona and config files are data from strangers, so the loader has hard limits, each a
 clear error naming the file and line: no aliases (an alias bomb of a few hundred bytes
-expands to gigabytes), limited nesting depth and file size (:mod:`simulator.limits`), and no key given twice in one mapping (YAML would silently keep the last one).
-libyaml's C parser is used when PyYAML has it, with the same checks.
+expands to gigabytes), limited nesting depth and file size (:mod:`simulator.limits`), and no
+key given twice in one mapping (YAML would silently keep the last one). libyaml's C parser
+is used when PyYAML has it, with the same checks.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from simulator.errors import InputError, InputErrors
 from simulator.limits import MAX_INPUT_BYTES, MAX_YAML_DEPTH
 
 M = TypeVar("M", bound=BaseModel)
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""``yaml.safe_load``'s loader, in C when PyYAML has libyaml (ten times faster: export reads a
+persona file per persona, hundreds of them)."""
 
 
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
+class _StrictLoader(SafeLoader):  # type: ignore[valid-type,misc]
     """Safe loading that refuses a key given twice in one mapping."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -45,8 +46,9 @@ class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
         return mapping
 
 
-class _Refused(Exception):
-    """A limit this loader enforces, found on ``line``."""
+class _Refused(yaml.YAMLError):
+    """A limit this loader enforces, found on ``line`` (a ``YAMLError``, so callers that catch
+    bad YAML catch it too)."""
 
     def __init__(self, line: int, problem: str) -> None:
         self.line = line
@@ -71,7 +73,7 @@ def _too_deep() -> str:
 
 def _walk_events(text: str) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_SafeLoader):
+    for event in yaml.parse(text, Loader=SafeLoader):
         line = event.start_mark.line + 1 if event.start_mark is not None else 0
         if isinstance(event, yaml.AliasEvent):
             raise _Refused(
@@ -88,8 +90,8 @@ def _walk_events(text: str) -> None:
 
 
 def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with this module's limits; raises :class:`yaml.YAMLError` or
-    :class:`_Refused`."""
+    """``yaml.safe_load`` with this module's limits (no aliases, depth, duplicate keys);
+    raises :class:`yaml.YAMLError`."""
     _check_events(text)
     return yaml.load(text, Loader=_StrictLoader)
 
