@@ -352,31 +352,30 @@ def test_a_full_disk_is_one_line_and_resume_finishes_on_a_roomy_one(tmp_path: Pa
     assert not (roomy / ".lock").exists()
 
 
-def test_resume_of_a_complete_run_on_read_only_media_changes_nothing(tmp_path: Path, mount: Mount) -> None:
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "line"),
+    [
+        ("resume", 0, "simulator: {run}: every session is complete; nothing to resume"),
+        ("evaluate", 2, "simulator: error: {run}/eval: the file system is read-only"),
+    ],
+)
+def test_a_complete_run_on_read_only_media_is_never_changed(
+    tmp_path: Path, mount: Mount, command: str, code: int, line: str
+) -> None:
     run_dir = _offline_run(tmp_path)
     media = mount(tmp_path / "media", 4096)
     shutil.copytree(run_dir, media / "r")
     remount_read_only(media)
-    before = {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()}
-    result = invoke("resume", media / "r")
-    assert result.exit_code == 0
-    assert _lines(result.stderr) == [
-        f"simulator: {media / 'r'}: every session is complete; nothing to resume"
-    ]
-    assert {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()} == before
-
-
-def test_evaluate_on_read_only_media_is_one_line_and_changes_nothing(tmp_path: Path, mount: Mount) -> None:
-    run_dir = _offline_run(tmp_path)
-    media = mount(tmp_path / "media", 4096)
-    shutil.copytree(run_dir, media / "r")
-    remount_read_only(media)
-    before = {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()}
-    result = invoke("evaluate", media / "r")
-    assert result.exit_code == 2
-    errors = [line for line in _lines(result.stderr) if line.startswith("simulator: error:")]
-    assert errors == [f"simulator: error: {media / 'r' / 'eval'}: the file system is read-only"]
-    assert {p: p.read_bytes() for p in (media / "r").rglob("*") if p.is_file()} == before
+    before = _files(media / "r")
+    result = invoke(command, media / "r")
+    assert result.exit_code == code
+    said = [x for x in _lines(result.stderr) if x.startswith(("simulator: error:", f"simulator: {media}"))]
+    assert said == [line.format(run=media / "r")]
+    assert _files(media / "r") == before
 
 
 # ------------------------------------------------------------------ resume of a damaged run folder
