@@ -265,6 +265,11 @@ def run_phase(name: str, args: argparse.Namespace, url: str, **overrides: Any) -
     for flag in ("trace_memory", "clear_guard_caches"):
         if settings.get(flag):
             command.append(f"--{flag.replace('_', '-')}")
+    return run_command(name, command)
+
+
+def run_command(name: str, command: list[str]) -> dict[str, Any]:
+    """Run one phase in a fresh process (no key, no base URL); its last stdout line is JSON."""
     env = {**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():

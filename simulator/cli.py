@@ -137,6 +137,27 @@ def run_options(func: F) -> F:
     return func
 
 
+def executor_options(func: F) -> F:
+    """``--executor``, ``--ray-address``, ``--workers``: where sessions run (``run``, ``resume``,
+    ``replay``); left out, ``resume`` keeps the run's own and the others run locally."""
+    options = [
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            help="Run sessions in this process (local) or on a Ray cluster's workers (ray).",
+        ),
+        click.option(
+            "--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default $RAY_ADDRESS)."
+        ),
+        click.option(
+            "--workers", type=click.IntRange(min=1), help="Ray workers (default: one per cluster CPU)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="simulator")
 def main() -> None:
@@ -152,6 +173,7 @@ def main() -> None:
 )
 @click.option("--shard", help="I/N: run only the I-th of N slices of the persona list.")
 @run_options
+@executor_options
 @handles_errors
 def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | None, **flags: Any) -> None:
     """Generate a series of sessions for each patient PERSONA file."""
@@ -165,10 +187,13 @@ def run(personas: tuple[Path, ...], config_file: Path | None, progress: bool | N
 @click.option(
     "--progress/--no-progress", default=None, help="Live progress display (default: on a terminal)."
 )
+@executor_options
 @handles_errors
-def resume(run_dir: Path, concurrency: int | None, progress: bool | None) -> None:
+def resume(run_dir: Path, concurrency: int | None, progress: bool | None, **executor: Any) -> None:
     """Finish an interrupted or failed run; completed sessions are not touched."""
-    sys.exit(run_async(commands.resume(run_dir, concurrency=concurrency, progress=progress)))
+    sys.exit(
+        run_async(commands.resume(run_dir, concurrency=concurrency, progress=progress, executor=executor))
+    )
 
 
 @main.command()
@@ -178,6 +203,7 @@ def resume(run_dir: Path, concurrency: int | None, progress: bool | None) -> Non
     "--session", "session_number", required=True, type=click.IntRange(min=1), help="Session to regenerate."
 )
 @run_options
+@executor_options
 @handles_errors
 def replay(
     run_dir: Path,
@@ -355,7 +381,6 @@ def evaluate(
 
     from simulator.evaluate import prepare, prepare_resume, report_view
 
-    _log_to_stderr()
     if resume_id is not None:
         given = [name for name, value in flags.items() if value is not None]
         if rubric_names or rubrics_dir or config_file or repeats != 1 or given:

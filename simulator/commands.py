@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 from simulator.backends import announce, choose_backend, kind, make_backend
 from simulator.config import ROLES, RunConfig, load_config, no_model_message
 from simulator.errors import InputError, InputErrors, RunStateError
+from simulator.executors import make_runner, prepare_executor
 from simulator.layout import new_run_id, persona_file, summary_file
 from simulator.personas import LoadedPersona, Patient, Therapist, load_persona
 from simulator.plan import RunPlan, check_templates, default_therapist_path, load_plan
 from simulator.progress import attach_progress
 from simulator.protocol import ChatBackend
 from simulator.reader import Run, read_run
-from simulator.runner import Runner
 from simulator.session import now
 from simulator.shards import merge_runs, select_shard, shard_record
 from simulator.state import Listener, RunState, create_run, load_state, snapshot_settings
@@ -27,8 +27,19 @@ from simulator.store import RunStore
 from simulator.templates import TEMPLATE_NAMES, Templates
 from simulator.yamlfile import load_mapping
 
-REPLAY_NOT_INHERITED = ("run_id", "previous_summary", "shard", "cache", "start", "sessions")
-"""Source-run settings a replay does not take over: it is a new run of other sessions."""
+REPLAY_NOT_INHERITED = (
+    "run_id",
+    "previous_summary",
+    "shard",
+    "cache",
+    "start",
+    "sessions",
+    "executor",
+    "workers",
+    "ray_address",
+)
+"""Source-run settings a replay does not take over: it is a new run of other sessions (run
+locally unless its own flags say otherwise)."""
 
 
 log = logging.getLogger(__name__)
@@ -55,7 +66,7 @@ async def _execute(
     Cancelled (the CLI cancels on Ctrl-C), the sessions in flight are written as interrupted
     and the cancellation goes on up.
     """
-    runner = Runner(plan, backend, state)
+    runner = make_runner(plan, backend, state, owned=owned)
     state.listeners.extend(listeners)
     display = nullcontext() if quiet else attach_progress(state, plan.config, enabled=progress)
     try:
@@ -106,6 +117,7 @@ async def _start(
     **create: Any,
 ) -> int:
     """Build the backend first (so a bad setting leaves no folder), then create and run."""
+    prepare_executor(plan.config)
     owned = backend is None
     chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
     try:
@@ -199,15 +211,18 @@ async def resume(
     progress: bool | None,
     backend: ChatBackend | None = None,
     listeners: Iterable[Listener] = (),
+    executor: dict[str, Any] | None = None,
 ) -> int:
     """``simulator resume``: run every session that is not complete, with the run's own
-    settings and inputs, after a Ctrl-C, a failure or a SIGKILL alike."""
+    settings and inputs, after a Ctrl-C, a failure or a SIGKILL alike. ``executor``: the
+    ``executor`` / ``workers`` / ``ray_address`` flags given (else the run's own)."""
     state = load_state(run_dir)
     if state.settled():
         _say(f"{run_dir}: every session is complete; nothing to resume")
         return 0
     with _locked(state):
-        plan, backend_name = _plan_from_run(state, {"concurrency": concurrency} if concurrency else None)
+        updates = {k: v for k, v in {"concurrency": concurrency, **(executor or {})}.items() if v is not None}
+        plan, backend_name = _plan_from_run(state, updates)
         state.store = RunStore(run_dir, plan.config.secrets())
         for change in state.reconcile():
             _say(change)
@@ -216,6 +231,7 @@ async def resume(
                 state.finish("complete", plan.config)
             _say(f"{run_dir}: every session is complete; nothing to resume")
             return 0
+        prepare_executor(plan.config)
         if backend is None:
             announce(backend_name)
         owned = backend is None

@@ -159,6 +159,12 @@ class RunConfig(_Settings):
     run_id: str | None = None
     cache: Path | None = None
     shard: str | None = None
+    executor: Literal["local", "ray"] = "local"
+    """Where sessions run: this process, or the workers of a Ray cluster (the driver writes)."""
+    workers: int | None = Field(default=None, ge=1)
+    """Ray workers; None: one per CPU of the cluster. run.json records the number used."""
+    ray_address: str | None = None
+    """``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; None: $RAY_ADDRESS, else a local Ray."""
     end_phrases: EndPhrases = Field(default_factory=EndPhrases)
     patient_goodbye: bool = True
     wrap_up_turns: int = Field(default=6, ge=0)

@@ -7,14 +7,25 @@ Concurrency only: the run folder and its index are :mod:`simulator.state`'s, the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from simulator.config import RunConfig
 from simulator.errors import SimulatorError, StorageError
 from simulator.index import RunStatus
+from simulator.message_layout import Layouts
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
 from simulator.records import ERROR, INTERRUPTED, SessionRecord
-from simulator.session import new_record, run_layouts, run_session, stop_record
+from simulator.session import (
+    Scene,
+    SessionPrompts,
+    new_record,
+    run_layouts,
+    run_session,
+    stop_record,
+)
 from simulator.state import RunState
 
 
@@ -98,24 +109,56 @@ class Runner:
 
     async def session(self, patient: Patient, number: int) -> bool:
         """Run, write and index one session; True when it completed."""
-        config = self.plan.config
         previous = self._opening_summary(patient.key, number)
-        scene = self.plan.scene(patient, number, previous)
-        prompts = self.plan.prompts(patient, number, previous)
-        record = new_record(scene, config, self.backend)
+        staged = stage_session(self.plan, self.backend, patient, number, previous)
         self.state.start(patient.key, number)
-        try:
-            await run_session(scene, prompts, config, self.backend, record, self.layouts)
-        except asyncio.CancelledError:
-            self._keep(stop_record(record, "interrupted", INTERRUPTED, "The run was stopped"))
-            raise
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
-            self._keep(stop_record(record, "failed", ERROR, error))
-            raise
-        self._keep(record)
+        record = await play_session(staged, self.plan.config, self.backend, self._keep, self.layouts)
         return record.status == "complete"
 
     def _keep(self, record: SessionRecord) -> None:
         self.store.write_session(record)
         self.state.record(record)
+
+
+@dataclass(frozen=True)
+class StagedSession:
+    """One session ready to run: who meets, the rendered prompts, the record it fills in."""
+
+    scene: Scene
+    prompts: SessionPrompts
+    record: SessionRecord
+
+
+def stage_session(
+    plan: RunPlan, backend: ChatBackend, patient: Patient, number: int, previous: str | None
+) -> StagedSession:
+    """Render the prompts and open the record (a template error raises here, before a start)."""
+    scene = plan.scene(patient, number, previous)
+    prompts = plan.prompts(patient, number, previous)
+    return StagedSession(scene, prompts, new_record(scene, plan.config, backend))
+
+
+async def play_session(
+    staged: StagedSession,
+    config: RunConfig,
+    backend: ChatBackend,
+    keep: Callable[[SessionRecord], None],
+    layouts: Layouts,
+) -> SessionRecord:
+    """Run a staged session; ``keep`` gets its record however it ends (stopped and failed ones
+    too), before a cancellation or an unexpected error goes on up. Every executor runs
+    sessions through here: the local one keeps by writing, a Ray worker by sending.
+    ``layouts`` are the message layouts shared by the executor's sessions (a layout a server
+    refused stays refused for the rest of them)."""
+    record = staged.record
+    try:
+        await run_session(staged.scene, staged.prompts, config, backend, record, layouts)
+    except asyncio.CancelledError:
+        keep(stop_record(record, "interrupted", INTERRUPTED, "The run was stopped"))
+        raise
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"
+        keep(stop_record(record, "failed", ERROR, error))
+        raise
+    keep(record)
+    return record

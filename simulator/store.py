@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from simulator.errors import InputError, RunStateError, StorageError
 from simulator.layout import LOCK_FILE, PARTIAL, RUN_FILE, session_stem
 from simulator.personas import id_problem
@@ -180,7 +182,12 @@ class RunStore:
             return SessionRecord.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunStateError(path, "session not found (not completed in this run)") from None
-        except ValueError as exc:
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            problem = f"{where}: {first['msg']}" if where else first["msg"]
+            raise RunStateError(path, f"damaged session record: {problem}") from None
+        except ValueError as exc:  # not UTF-8
             raise RunStateError(path, f"damaged session record: {exc}") from None
         except OSError as exc:
             raise RunStateError(path, f"cannot read the session record: {_reason(exc)}") from None

@@ -47,6 +47,9 @@ class Templates:
             self.paths[name] = (
                 custom if custom is not None and custom.is_file() else default_prompts_dir() / name
             )
+        self._setup({})
+
+    def _setup(self, sources: dict[str, str]) -> None:
         self.env = sandbox.LimitedEnvironment(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -55,7 +58,17 @@ class Templates:
         self.env.filters["ordinal"] = ordinal
         self._compiled: dict[str, jinja2.Template] = {}
         self._over_limit: dict[str, InputError] = {}
-        self.sources: dict[str, str] = {}
+        self.sources: dict[str, str] = sources
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as paths and sources (a Ray worker on another machine has no template
+        files); compiled again where it is unpickled."""
+        self.load()
+        return {"paths": dict(self.paths), "sources": dict(self.sources)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.paths = state["paths"]
+        self._setup(state["sources"])
 
     def load(self) -> Templates:
         """Read and compile every template; all problems are reported together."""
@@ -81,7 +94,7 @@ class Templates:
             return self._compiled[name]
         path = self.paths[name]
         try:
-            source = path.read_text(encoding="utf-8")
+            source = self.sources[name] if name in self.sources else path.read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(path, f"cannot read template: {exc.strerror}") from None
         except UnicodeDecodeError:

@@ -119,7 +119,10 @@ def test_judged_with_repeats_agreement_intervals_and_records(
     assert data["summary"]["personas"]["priya_shah"]["items"]["ctrs"]["agenda"]["n"] == 3
     bullets = data["summary"]["items"]["summary_faithfulness"]["bullets_supported"]
     assert 0 < bullets["mean"] <= 1 and bullets["unsupported_evidence"] == 0
-    assert "agenda" in result.output and "krippendorff" not in result.output.lower()
+    # the terminal table (80 columns here, as in a pipe or a log) names every item whole
+    assert all(f"  {item} " in result.stdout for item in data["summary"]["items"]["ctrs"])
+    assert "summary_faithfulness" in result.stdout and "…" not in result.stdout
+    assert "krippendorff_alpha" not in result.output
 
 
 def test_invalid_replies_become_judge_failed_and_exit_1(
@@ -363,3 +366,36 @@ def test_killed_evaluation_resumes_without_touching_finished_records(
     data = report(run_dir)
     assert data["status"] == "complete" and data["summary"]["items"]["ctrs"]["agenda"]["n"] == 6
     assert not list(folder.glob("**/.*.tmp"))
+
+
+def test_persona_fidelity_asks_for_the_scripted_event_only_where_the_persona_scripts_one(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    """Marcus scripts events for sessions 1-3, not 4: the judge sees session 3's note and is
+    asked about it; session 4 is judged on the other items alone."""
+    made = invoke(
+        "run", MARCUS, "--sessions", "4", "--backend", "offline", "--out", tmp_path, "--run-id", "r"
+    )
+    assert made.exit_code == 0, made.output
+    result = evaluate(tmp_path / "r", server, "--judge-model", "j", "--rubric", "persona_fidelity")
+    assert result.exit_code == 0, result.output
+    folder = only_eval(tmp_path / "r")
+    items = {
+        n: json.loads((folder / "persona_fidelity" / "marcus_thompson" / f"session_0{n}.json").read_text())[
+            "items"
+        ]
+        for n in (3, 4)
+    }
+    assert items[3] == ["facts", "speech_style", "presenting_problems", "scripted_event"]
+    assert items[4] == ["facts", "speech_style", "presenting_problems"]
+    prompts = {
+        number: r.json["messages"][1]["content"]
+        for r in server.requests
+        for number in (3, 4)
+        if f"in session {number} (CBT)" in r.json["messages"][1]["content"]
+    }
+    assert "Scripted event for session 3: His mother had a fall at home this week" in prompts[3]
+    assert "No event is scripted for this session." in prompts[4]
+    # the persona as the judge reads it: beliefs and coping strategies too
+    assert "- coping strategies: going for a run before school;" in prompts[4]
+    assert report(tmp_path / "r")["summary"]["items"]["persona_fidelity"]["scripted_event"]["n"] == 3

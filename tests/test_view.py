@@ -3,6 +3,7 @@ evaluation scores. The browser tests (test_view_browser.py) check what a reader 
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -19,6 +20,8 @@ from simulator.reader import read_run
 from simulator.view.evals import summarize_eval
 from simulator.view.sessions import end_phrase_span, packed, unpacked
 from tests.conftest import MARCUS, PERSONAS, invoke
+from tests.judgekit import JudgeModel
+from tests.loopback import serve
 from tests.viewkit import MARCUS_PRIYA, habits_run, mark_unfinished, offline_run
 
 
@@ -74,16 +77,27 @@ def test_out_writes_elsewhere_and_overwrites(tmp_path: Path) -> None:
         (lambda d: d / "nope", "not a run folder (not a directory)"),
         (lambda d: (d / "run.json").write_text("{}") and d, "damaged run.json"),
         (lambda d: (d / "run.json").write_text("[1, ") and d, "damaged run.json"),
+        (lambda d: (d / "run.json").write_text("[1, 2]") and d, "damaged run.json: not an object"),
+        (
+            lambda d: (d / "run.json").write_text('{"sessions": []}') and d,
+            "damaged run.json: run_id: Field required",
+        ),
+        (
+            lambda d: (d / "run.json").write_text("{}") and d / "run.json",
+            "not a run folder (not a directory)",
+        ),
     ],
 )
+@pytest.mark.parametrize("command", ["view", "evaluate"])
 def test_not_a_run_folder_is_one_line_and_exit_2(
-    tmp_path: Path, make: Callable[[Path], Path], message: str
+    tmp_path: Path, make: Callable[[Path], Path], message: str, command: str
 ) -> None:
+    """The same for `simulator evaluate`, which reads a run the same way."""
     folder = make(tmp_path)
-    result = invoke("view", folder)
+    result = invoke(command, folder)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.rglob("*.html"))
+    assert not list(tmp_path.rglob("*.html")) and not list(tmp_path.rglob("eval"))
 
 
 def test_out_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
@@ -123,6 +137,26 @@ def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path
     assert "damaged session record" in page
     # The interrupted session's record is still readable in the page, marked as such.
     assert _bodies(page)["priya_shah/2"]["meta"]["status"] == "interrupted"
+    # `simulator evaluate` takes the one complete session and lists the others, each with its state.
+    evaluated = invoke("evaluate", run_dir)
+    assert evaluated.exit_code == 0, evaluated.output
+    (eval_file,) = run_dir.glob("eval/*/eval.json")
+    report = json.loads(eval_file.read_text())
+    assert [(s["persona_id"], s["session_number"]) for s in report["sessions"]] == [("priya_shah", 1)]
+    assert {f"{s['persona_id']}/{s['session_number']}": s["status"] for s in report["skipped"]} == {
+        key: state for key, state in card.items() if state != "complete"
+    }
+    lines = evaluated.stderr.splitlines()
+    assert (
+        "simulator: 5 session(s) not complete, not evaluated (1 damaged, 1 failed, 1 interrupted, 1 missing, "
+        "1 pending): listed under skipped in eval.json"
+    ) in lines
+    assert [line for line in lines if "damaged session record" in line] == [
+        f"simulator: {run_dir / 'marcus_thompson' / 'session_01.json'}: damaged session record: "
+        "Invalid JSON: key must be a string at line 1 column 3"
+    ]
+    assert invoke("view", run_dir).exit_code == 0
+    assert "· 1 sessions · 5 not complete, not evaluated" in (run_dir / "report.html").read_text()
 
 
 def test_a_persona_id_that_leads_outside_the_run_is_never_read(tmp_path: Path) -> None:
@@ -191,11 +225,19 @@ def test_packed_bodies_cannot_leave_their_script_block(text: str) -> None:
     assert unpacked(encoded) == {"t": text, text: [text]}
 
 
+def _table(page: str, kind: str) -> list[tuple[str, ...]]:
+    """The body rows of the eval panel's ``judge`` or ``metrics`` table, cell texts unescaped."""
+    found = re.search(rf'<table class="num scores {kind}">(.*?)</table>', page, re.S)
+    if found is None:
+        return []
+    rows = re.findall(r"<tr>(.*?)</tr>", found[1], re.S)[1:]
+    return [tuple(html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)) for row in rows]
+
+
 def _eval_rows(page: str) -> list[tuple[str, ...]]:
-    return re.findall(
-        r'<tr><td title="[^"]*">([\w ·]+)</td><td>([\d.]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>',
-        page,
-    )
+    """Item rows (title, mean, interval, n) then metric rows, as a reader sees them."""
+    items = [(row[0], *row[2:5]) for row in _table(page, "judge")]
+    return items + _table(page, "metrics")
 
 
 def _write_eval(run_dir: Path, data: dict[str, Any]) -> None:
@@ -227,9 +269,44 @@ def test_eval_scores_per_rubric_item_from_the_summary(tmp_path: Path) -> None:
     assert _eval_rows((run_dir / "report.html").read_text()) == [
         ("ctrs · agenda", "4.50", "4.00–5.00", "2"),
         ("ctrs · feedback", "2.00", "—", "1"),
-        ("natural_end_share", "0.50", "0.00–1.00", "2"),
-        ("therapist_question_share", "0.38", "0.25–0.50", "2"),
+        ("sessions ended naturally", "0.50", "0.00–1.00", "2"),
+        ("therapist messages with a question", "0.38", "0.25–0.50", "2"),
     ]
+
+
+def test_a_judged_evaluation_shows_over_a_newer_metrics_only_one(tmp_path: Path) -> None:
+    """Real `simulator evaluate` output: the judged evaluation's rows (scale, mean, interval, n,
+    agreement, flags) are on the page even after a later metrics-only evaluation."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=2)
+    with serve(JudgeModel()) as server:
+        judged = invoke(
+            "evaluate", run_dir, "--backend", "openai", "--base-url", server.base_url, "--judge-model", "judge-x",
+            "--rubric", "realism", "--repeats", "2",
+        )  # fmt: skip
+    assert judged.exit_code == 0, judged.output
+    (first,) = (run_dir / "eval").iterdir()
+    report = json.loads((first / "eval.json").read_text())
+    assert invoke("evaluate", run_dir).exit_code == 0
+    newest = next(p.name for p in (run_dir / "eval").iterdir() if p != first)
+    assert invoke("view", run_dir).exit_code == 0
+    page = (run_dir / "report.html").read_text()
+    expected = []
+    for item, cell in report["summary"]["items"]["realism"].items():
+        alpha = cell["agreement"]["krippendorff_alpha_interval"]
+        low, high = cell["ci95"]
+        expected.append((
+            f"realism · {item}", "judge rating 1-5", f"{cell['mean']:.2f}", f"{low:.2f}–{high:.2f}", str(cell["n"]),
+            "—" if alpha is None else f"{alpha:.2f}", "0", "0",
+        ))  # fmt: skip
+    assert _table(page, "judge") == expected and len(expected) == 4
+    assert f'Evaluation <span class="mono">{first.name}</span>' in page
+    assert "judge judge-x, 2 repeats" in page
+    assert f"1 other evaluation(s) in eval/ not shown; the newest, {newest}, has no judge scores" in page
+    metrics = {row[0]: row[1] for row in _table(page, "metrics")}
+    assert (
+        metrics["sessions ended naturally"]
+        == f"{report['summary']['metrics']['natural_end_share']['mean']:.2f}"
+    )
 
 
 def test_eval_scores_are_averaged_from_sessions_when_the_summary_lacks_them(tmp_path: Path) -> None:
@@ -239,8 +316,8 @@ def test_eval_scores_are_averaged_from_sessions_when_the_summary_lacks_them(tmp_
     assert _eval_rows((run_dir / "report.html").read_text()) == [
         ("ctrs · agenda", "4.50", "—", "2"),
         ("ctrs · feedback", "2.00", "—", "1"),
-        ("natural_end_share", "0.50", "—", "2"),
-        ("therapist_question_share", "0.38", "—", "2"),
+        ("sessions ended naturally", "0.50", "—", "2"),
+        ("therapist messages with a question", "0.38", "—", "2"),
     ]
 
 

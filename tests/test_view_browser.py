@@ -77,6 +77,8 @@ def _count_is(driver: Any, text: str) -> None:
 def run_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run_dir = habits_run(tmp_path_factory.mktemp("browser"), MARCUS_PRIYA, sessions=2)
     mark_unfinished(run_dir, "priya_shah", 2)
+    evaluated = invoke("evaluate", run_dir)  # model-free metrics: the overview's evaluation panel
+    assert evaluated.exit_code == 0, evaluated.output
     result = invoke("view", run_dir)
     assert result.exit_code == 0, result.output
     return run_dir, run_dir / "report.html"
@@ -103,6 +105,11 @@ def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_pag
         browser.find_element("css selector", 'a.card[data-session="priya_shah/2"] .badge').text
         == "INTERRUPTED"
     )
+    panel = browser.find_element("id", "eval")
+    assert panel.is_displayed() and "3 sessions · 1 not complete, not evaluated" in panel.text
+    metrics = browser.find_elements("css selector", "#eval table.metrics tr")
+    assert metrics[1].text.startswith("sessions ended naturally") and len(metrics) == 1 + 9
+    assert "No judge scores in this evaluation" in panel.text
     # Bodies are laid out only when opened.
     assert browser.execute_script("return document.querySelectorAll('.msg').length") == 0
     _open_all(browser)
@@ -145,6 +152,11 @@ def test_sessions_repairs_endings_and_summaries_in_the_dom(browser: Any, run_pag
     _wait(browser, lambda d: d.find_elements("css selector", "#s-marcus_thompson-2 .msg"))
     browser.execute_script("document.getElementById('s-marcus_thompson-2').scrollIntoView({block: 'start'})")
     screenshot(browser, "view-session")
+    # On a phone-wide window the page reflows to one column instead of scrolling sideways.
+    browser.set_window_size(480, 900)
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
     browser.set_window_size(1280, 900)
     assert console_errors(browser) == []
 

@@ -6,11 +6,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from simulator.protocol import ChatBackend, ChatReply, ChatRequest
 
 CHARS_PER_TOKEN = 4
 DEFAULT_REPLY_TOKENS = 512
+
+
+class Bucket(Protocol):
+    """A budget the limiter draws on: :class:`TokenBucket` here, a share of a cluster-wide
+    budget on a Ray worker (:mod:`simulator.raybudget`)."""
+
+    level: float
+    capacity: float
+
+    async def take(self, amount: float) -> None: ...
+
+    def give_back(self, amount: float) -> None: ...
+
+    def charge(self, amount: float) -> None: ...
 
 
 class TokenBucket:
@@ -81,8 +96,22 @@ class RateLimitedBackend:
     ) -> None:
         self.inner = inner
         self.name = inner.name
-        self.requests = TokenBucket(requests_per_minute, clock, sleep) if requests_per_minute else None
-        self.tokens = TokenBucket(tokens_per_minute, clock, sleep) if tokens_per_minute else None
+        self.requests: Bucket | None = (
+            TokenBucket(requests_per_minute, clock, sleep) if requests_per_minute else None
+        )
+        self.tokens: Bucket | None = (
+            TokenBucket(tokens_per_minute, clock, sleep) if tokens_per_minute else None
+        )
+
+    @classmethod
+    def drawing_on(
+        cls, inner: ChatBackend, requests: Bucket | None, tokens: Bucket | None
+    ) -> RateLimitedBackend:
+        """The same limiter over budgets kept elsewhere (shared by several processes)."""
+        limited = cls(inner, None, None)
+        limited.requests = requests
+        limited.tokens = tokens
+        return limited
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         estimate = estimate_tokens(request)

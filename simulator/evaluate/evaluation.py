@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 from simulator.backends import Cast
 from simulator.backends.ratelimit import CHARS_PER_TOKEN
-from simulator.errors import InputError
+from simulator.errors import InputError, RunStateError
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE, answer_schema
 from simulator.evaluate.cases import Case, SeriesSession, make_case
 from simulator.evaluate.folder import EVAL_DIR, JUDGED, RESERVED, EvalFolder
@@ -31,10 +33,16 @@ from simulator.evaluate.settings import EvalSettings, resolve
 from simulator.layout import new_run_id
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatBackend
-from simulator.reader import Run, read_run
+from simulator.reader import Run, RunSession, read_run
 from simulator.records import TokenCounts
 from simulator.session import now
 
+log = logging.getLogger(__name__)
+
+DAMAGED = "damaged"
+"""The skipped status of a session whose record does not parse."""
+MISSING = "missing"
+"""The skipped status of a session run.json lists as ended but whose record is not on disk."""
 REPLY_TOKENS_PER_ANSWER = 120
 """A rationale, a quote or two and the JSON around them: the dry run's guess per answer."""
 
@@ -283,7 +291,8 @@ def _created_at(folder: EvalFolder) -> str:
 
 def _series(run: Run) -> tuple[list[SeriesSession], list[dict[str, Any]]]:
     """Every complete session with its personas and the complete sessions before it; the
-    others are listed as skipped with their status."""
+    others are listed as skipped with their status (``damaged`` and the problem for a session
+    file that does not parse: the rest of the run is still evaluated)."""
     therapist = load_persona(run.therapist_file).persona
     if not isinstance(therapist, Therapist):
         raise InputError(run.therapist_file, "the run's therapist snapshot is not a therapist persona")
@@ -294,15 +303,34 @@ def _series(run: Run) -> tuple[list[SeriesSession], list[dict[str, Any]]]:
         if not isinstance(patient, Patient):
             raise InputError(run.persona_file(persona_id), "the run's persona snapshot is not a patient")
         earlier: list[Any] = []
-        for found in run.series(persona_id):
+        for number in sorted(run.index.sessions.get(persona_id, {})):
+            where: dict[str, Any] = {"persona_id": persona_id, "session_number": number}
+            try:
+                found = run.session(persona_id, number)
+            except RunStateError as exc:
+                skipped.append({**where, "status": DAMAGED, "problem": str(exc)})
+                continue
             if not found.complete or found.record is None:
-                skipped.append(
-                    {"persona_id": persona_id, "session_number": found.number, "status": found.status}
-                )
+                skipped.append({**where, "status": found.status if found.record else _without_record(found)})
                 continue
             sessions.append(SeriesSession(patient, therapist, found.record, tuple(earlier)))
             earlier.append(found.record)
+    if skipped:
+        kinds = Counter(s["status"] for s in skipped)
+        log.warning(
+            "%d session(s) not complete, not evaluated (%s): listed under skipped in eval.json",
+            len(skipped),
+            ", ".join(f"{n} {status}" for status, n in sorted(kinds.items())),
+        )
+    for damaged in (s for s in skipped if s["status"] == DAMAGED):
+        log.warning("%s", damaged["problem"])
     return sessions, skipped
+
+
+def _without_record(found: RunSession) -> str:
+    """A session with no record on disk: ``missing`` when run.json says it ended, else its
+    status there (``pending``, ``running``), as `simulator view` marks it."""
+    return MISSING if found.entry.status in ("complete", "failed", "interrupted") else found.entry.status
 
 
 def _plan(run: Run, rubrics: list[Rubric], settings: EvalSettings, folder: EvalFolder | None) -> Evaluation:
@@ -343,7 +371,12 @@ def prepare(
 def prepare_resume(run_dir: Path, eval_id: str, *, concurrency: int | None = None) -> Evaluation:
     """An interrupted evaluation with its own saved settings and rubric snapshot."""
     run = read_run(run_dir)
-    folder = EvalFolder(run_dir, eval_id)
+    try:
+        folder = EvalFolder(run_dir, eval_id)
+    except InputError:
+        raise InputError(
+            "--resume", f"invalid evaluation id {eval_id!r} (the ids are the folders in {run_dir / EVAL_DIR})"
+        ) from None
     if not folder.path.is_dir():
         raise InputError(folder.path, f"no evaluation {eval_id!r} in {run_dir / EVAL_DIR}")
     settings = folder.settings()

@@ -20,6 +20,18 @@ SESSION_METRICS = (
     "guard_flags",
 )
 """The numeric per-session metrics that get a mean and an interval over the run."""
+METRIC_NAMES = {
+    "natural_end_share": "sessions ended naturally",
+    "messages": "messages per session",
+    "therapist_question_share": "therapist messages with a question",
+    "therapist_words_per_turn": "therapist words per turn",
+    "patient_words_per_turn": "patient words per turn",
+    "talk_ratio": "therapist/patient words",
+    "distinct_1": "distinct-1",
+    "distinct_2": "distinct-2",
+    "guard_flags": "guard repairs per session",
+}
+"""How the terminal table and the run page name each metric of ``summary.metrics``."""
 
 
 def words(text: str) -> list[str]:

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE
-
-METRIC_NAMES = {
-    "natural_end_share": "sessions ended naturally",
-    "messages": "messages per session",
-    "therapist_question_share": "therapist messages with a question",
-    "therapist_words_per_turn": "therapist words per turn",
-    "patient_words_per_turn": "patient words per turn",
-    "talk_ratio": "therapist/patient words",
-    "distinct_1": "distinct-1",
-    "distinct_2": "distinct-2",
-    "guard_flags": "guard repairs per session",
-}
+from simulator.evaluate.metrics import METRIC_NAMES
 
 
 def _number(value: float | None) -> str:
@@ -42,22 +33,36 @@ def report_view(report: dict[str, Any]) -> RenderableType:
         metrics.add_row(label, _number(cell["mean"]), _ci(cell["ci95"]), str(cell["n"]))
     parts: list[RenderableType] = [metrics]
     if summary["items"]:
-        repeats = report["judge"]["repeats"]
-        items = Table(title=f"judge {report['judge']['model']} ({repeats} repeat(s))", title_justify="left")
-        for column in ("rubric", "item", "mean", "95% CI", "n", "unsupported", "failed", "alpha"):
-            items.add_column(column, justify="left" if column in ("rubric", "item") else "right")
-        for rubric, rows in summary["items"].items():
-            for item, cell in rows.items():
-                alpha = cell["agreement"]["krippendorff_alpha_interval"]
-                items.add_row(
-                    rubric,
-                    item,
-                    _number(cell["mean"]),
-                    _ci(cell["ci95"]),
-                    str(cell["n"]),
-                    str(cell[UNSUPPORTED_EVIDENCE]),
-                    str(cell[JUDGE_FAILED]),
-                    _number(alpha),
-                )
-        parts.append(items)
+        parts.append(_items_table(report))
     return Group(*parts)
+
+
+def _items_table(report: dict[str, Any]) -> Table:
+    """One row per rubric item under its rubric's name, narrow enough for an 80-column
+    terminal or a log file without cutting item names."""
+    items = report["summary"]["items"]
+    width = max(len(item) for rows in items.values() for item in rows) + 2
+    table = Table(
+        title=f"judge {report['judge']['model']} ({report['judge']['repeats']} repeat(s))",
+        title_justify="left",
+        caption="unsup.: scores with unsupported evidence; failed: judge_failed; alpha: Krippendorff's alpha over repeats",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("rubric item", no_wrap=True, min_width=width)
+    for column in ("mean", "95% CI", "n", "unsup.", "failed", "alpha"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for rubric, rows in items.items():
+        table.add_row(Text(rubric, style="bold"))
+        for item, cell in rows.items():
+            table.add_row(
+                f"  {item}",
+                _number(cell["mean"]),
+                _ci(cell["ci95"]),
+                str(cell["n"]),
+                str(cell[UNSUPPORTED_EVIDENCE]),
+                str(cell[JUDGE_FAILED]),
+                _number(cell["agreement"]["krippendorff_alpha_interval"]),
+            )
+    return table

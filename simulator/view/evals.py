@@ -1,9 +1,12 @@
 """Evaluation scores for the overview, read defensively from ``RUN_DIR/eval/*/eval.json``.
 
 ``simulator evaluate`` writes those files. The page shows the newest one (by modification
-time) and reads only these fields, tolerating any other shape:
+time) that has judge scores, else the newest, so a later metrics-only evaluation never hides a
+judged one. It reads only these fields, tolerating any other shape:
 
-- ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low, high]``), ``n`` and ``label``,
+- ``status``, ``judge.model``, ``judge.repeats``, ``skipped`` (sessions not evaluated);
+- ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low, high]``), ``n``, ``label``,
+  ``unsupported_evidence``, ``judge_failed`` and ``agreement.krippendorff_alpha_interval``,
   one row per rubric item;
 - ``summary.metrics[NAME]``: ``mean``, ``ci95`` and ``n`` of each model-free metric
   (``natural_end_share``, ``therapist_question_share``, ...);
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.evaluate.metrics import METRIC_NAMES
+
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
 
@@ -36,17 +41,33 @@ class Score:
     low: float | None = None
     high: float | None = None
     label: str | None = None
+    alpha: float | None = None
+    """Krippendorff's alpha over the judge's repeats (None with one repeat)."""
+    unsupported: int = 0
+    failed: int = 0
+
+    @property
+    def title(self) -> str:
+        """What the row is called on the page: a metric by its name, an item as rubric · item."""
+        if self.group == "metric":
+            return METRIC_NAMES.get(self.name, self.name)
+        return f"{self.group} · {self.name}"
 
 
 @dataclass
 class EvalOverview:
-    """The newest evaluation of a run, as the overview shows it."""
+    """The evaluation of a run the overview shows."""
 
     eval_id: str
     items: list[Score] = field(default_factory=list)
     metrics: list[Score] = field(default_factory=list)
     sessions: int = 0
     notes: list[str] = field(default_factory=list)
+    status: str | None = None
+    judge: str | None = None
+    """The judge model and its repeats, when a judge scored this evaluation."""
+    skipped: int = 0
+    """Sessions of the run that were not complete, so not evaluated."""
 
 
 def _number(value: Any) -> float | None:
@@ -61,6 +82,10 @@ def as_mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _summary_score(group: str, name: str, entry: Any) -> Score | None:
     """A row from a summary entry ``{mean, ci95, n, label}``."""
     entry = as_mapping(entry)
@@ -69,16 +94,18 @@ def _summary_score(group: str, name: str, entry: Any) -> Score | None:
         return None
     ci = entry.get("ci95")
     low, high = (_number(ci[0]), _number(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
-    n = entry.get("n")
     label = entry.get("label")
     return Score(
         group,
         name,
         mean,
-        n if isinstance(n, int) else 0,
+        _count(entry.get("n")),
         low,
         high,
         label if isinstance(label, str) else None,
+        alpha=_number(as_mapping(entry.get("agreement")).get("krippendorff_alpha_interval")),
+        unsupported=_count(entry.get("unsupported_evidence")),
+        failed=_count(entry.get("judge_failed")),
     )
 
 
@@ -117,6 +144,10 @@ def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
     sessions = [s for s in data.get("sessions") or [] if isinstance(s, dict)]
     summary = as_mapping(data.get("summary"))
     view.sessions = len(sessions)
+    status, judge = data.get("status"), as_mapping(data.get("judge"))
+    view.status = status if isinstance(status, str) else None
+    skipped = data.get("skipped")
+    view.skipped = len(skipped) if isinstance(skipped, list) else 0
     view.items = [
         score
         for rubric, items in as_mapping(summary.get("items")).items()
@@ -131,23 +162,39 @@ def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
     items, metrics = _from_sessions(sessions)
     view.items = view.items or items
     view.metrics = view.metrics or metrics
+    model, repeats = judge.get("model"), _count(judge.get("repeats"))
+    if view.items and isinstance(model, str):
+        view.judge = model + (f", {repeats} repeats" if repeats > 1 else "")
     return view
 
 
-def read_evals(run_dir: Path) -> EvalOverview | None:
-    """The newest ``eval/EVAL_ID/eval.json``, or None when the run has none."""
-    files = sorted((run_dir / EVAL_DIR).glob(f"*/{EVAL_FILE}"), key=lambda p: (p.stat().st_mtime, p.name))
-    if not files:
-        return None
-    newest = files[-1]
-    eval_id = newest.parent.name
+def _read(path: Path) -> EvalOverview:
+    eval_id = path.parent.name
     try:
-        data = json.loads(newest.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         view = EvalOverview(eval_id)
         view.notes.append(f"{eval_id}/{EVAL_FILE}: unreadable ({exc})")
         return view
-    view = summarize_eval(eval_id, data)
+    return summarize_eval(eval_id, data)
+
+
+def read_evals(run_dir: Path) -> EvalOverview | None:
+    """The newest ``eval/EVAL_ID/eval.json`` with judge scores, else the newest; None when the
+    run has none. Files are read newest first, only until one with judge scores is found."""
+    files = sorted((run_dir / EVAL_DIR).glob(f"*/{EVAL_FILE}"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not files:
+        return None
+    newest = chosen = _read(files[-1])
+    for path in reversed(files[:-1]):
+        if chosen.items:
+            break
+        chosen = _read(path)
+    if not chosen.items:
+        chosen = newest
     if len(files) > 1:
-        view.notes.append(f"{len(files) - 1} older evaluation(s) in {EVAL_DIR}/ not shown")
-    return view
+        note = f"{len(files) - 1} other evaluation(s) in {EVAL_DIR}/ not shown"
+        if chosen is not newest:
+            note += f"; the newest, {newest.eval_id}, has no judge scores"
+        chosen.notes.append(note)
+    return chosen
