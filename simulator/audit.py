@@ -15,6 +15,7 @@ Defect kinds name what is wrong; the engine's record flags name the repair (see 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -158,6 +159,9 @@ def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Tr
     cannot be read."""
     if path.is_dir() and not RunStore(path).run_file.exists():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        # A persona's folder in a run holds each session twice (.txt and .json): audit it once.
+        records = {p.stem for p in files if p.suffix.lower() == ".json"}
+        files = [p for p in files if not (p.suffix.lower() == ".txt" and p.stem in records)]
         if not files:
             raise InputError(
                 path, f"neither a run folder nor a folder of transcripts ({', '.join(SUFFIXES)})"
@@ -280,14 +284,20 @@ def _from_jsonl(path: Path, text: str, therapist_is: str | None) -> Transcript:
 
 def _from_csv(path: Path, text: str, therapist_is: str | None) -> Transcript:
     try:
-        reader = csv.DictReader(text.splitlines())
+        # A file-like reader, not lines: a quoted message keeps its paragraph breaks.
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = reader.fieldnames or []
         if "content" not in fields or not {"speaker", "role"} & set(fields):
             raise InputError(path, f"expected 'speaker,content' columns, found {', '.join(fields) or 'none'}")
-        messages = [
-            (_speaker(path, f"row {n}", row, therapist_is), _content(path, f"row {n}", row))
-            for n, row in enumerate(reader, 2)
-        ]
+        messages = []
+        for n, row in enumerate(reader, 2):
+            where = f"row {n}"
+            if None in row or None in row.values():
+                found = len(fields) + len(row.get(None) or ()) - list(row.values()).count(None)
+                raise InputError(
+                    path, f"{where}: {found} field{'' if found == 1 else 's'}, the header has {len(fields)}"
+                )
+            messages.append((_speaker(path, where, row, therapist_is), _content(path, where, row)))
     except csv.Error as exc:
         raise InputError(path, f"invalid CSV: {exc}") from None
     if not messages:

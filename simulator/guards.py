@@ -112,6 +112,11 @@ know.", "Okay, that makes sense.") are how people answer, not repetition."""
 MIN_SHARED_SHINGLES = 8
 """4-word sequences a repeat must share with the earlier message (all of them when the shorter
 message has fewer), on top of the score: one stock phrase in common is not a repeat."""
+STOCK_RUN = 12
+"""Shared 4-word sequences that all sit in one unbroken stretch of the new message, fewer than
+this (a stretch under 15 words: "Can you tell me a little more about what went through your
+mind?"), are one stock sentence reused around new content, not a repeat. Therapists talking
+with brief-answer clients reuse such questions turn after turn."""
 SHORT_LOOP_RUN = 5
 """The same short message on this many consecutive turns of one speaker is a loop."""
 BACKCHANNELS = frozenset(
@@ -166,7 +171,8 @@ def is_repeat(text: str, earlier: str, threshold: float = DEFAULT_REPETITION_THR
     """The similarity when ``text`` re-says ``earlier``'s substance, else None.
 
     Both need :data:`CONTENT_WORDS` words and :data:`MIN_SHARED_SHINGLES` shared 4-word
-    sequences, and the score must reach ``threshold``. On human dialogue
+    sequences, not just one stock sentence (:data:`STOCK_RUN`), and the score must reach
+    ``threshold``. On human dialogue
     (``benchmarks/real_dialogue.py``) nothing is flagged: 0 of 576 utterances of transcribed
     motivational interviewing (AnnoMI), against 21% under the previous rule that scored two
     acknowledgements as identical, and 0 of 183 in peer-support chats (ESConv, Reddit).
@@ -175,12 +181,21 @@ def is_repeat(text: str, earlier: str, threshold: float = DEFAULT_REPETITION_THR
     if len(ta) < CONTENT_WORDS or len(tb) < CONTENT_WORDS:
         return None
     sa, sb = _shingles(text), _shingles(earlier)
-    shared = len(sa & sb)
+    common = sa & sb
+    shared = len(common)
     if shared < min(MIN_SHARED_SHINGLES, len(sa), len(sb)):
+        return None
+    if shared < min(STOCK_RUN, len(sa), len(sb)) and _one_stretch(ta, common):
         return None
     short, long_ = sorted((len(ta), len(tb)))
     score = shared / min(len(sa), len(sb)) * min(1.0, short / (0.5 * long_))  # as in similarity()
     return score if score >= threshold else None
+
+
+def _one_stretch(tokens: tuple[str, ...], common: frozenset[tuple[str, ...]]) -> bool:
+    """Whether every shared 4-word sequence of ``tokens`` lies in one unbroken stretch."""
+    starts = [i for i in range(len(tokens) - _SHINGLE + 1) if tokens[i : i + _SHINGLE] in common]
+    return starts[-1] - starts[0] + 1 == len(starts)
 
 
 _MAX_CANDIDATES = 8  # earlier messages scored per new one: those sharing the most sequences

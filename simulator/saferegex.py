@@ -65,12 +65,14 @@ def _compile_safe(pattern: str) -> Pattern:
     try:
         compiled = regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
     except (regex.error, ValueError, TypeError) as err:
-        raise UnsafePattern(f"invalid end phrase {pattern!r}: {err}") from None
+        raise UnsafePattern(f"invalid end phrase '{pattern}': {err}") from None
     if compiled.search("") is not None:
-        raise UnsafePattern(f"invalid end phrase {pattern!r}: it matches the empty string, so every message")
+        raise UnsafePattern(
+            f"invalid end phrase '{pattern}': it matches the empty string, so every message would end the session"
+        )
     reason = _structural_risk(pattern) or _probe(compiled)
     if reason:
-        raise UnsafePattern(f"unsafe end phrase {pattern!r}: {reason}")
+        raise UnsafePattern(f"unsafe end phrase '{pattern}': {reason}")
     return compiled
 
 

@@ -51,8 +51,8 @@ class JudgeModel:
             )
         schema = _schema(body)
         rubric = _rubric(body)
-        user = messages[1]["content"]
-        retry = len(messages) > 2
+        user = next(m["content"] for m in messages if m["role"] == "user")  # any message layout
+        retry = messages[-1]["content"] != user
         if rubric in self.invalid or (rubric in self.invalid_once and not retry):
             return self._reply(request, "Sure! Overall I would say the therapist did a great job.")
         seed = int(body.get("seed", 0))
@@ -110,15 +110,16 @@ def _schema(body: dict[str, Any]) -> dict[str, Any]:
     """The answer schema: from ``response_format`` when sent, else from the system prompt."""
     if "response_format" in body:
         return dict(body["response_format"]["json_schema"]["schema"])
-    system = body["messages"][0]["content"]
+    system = body["messages"][0]["content"]  # or the first user message it is folded into
     return dict(json.loads(system[system.index("{") :].splitlines()[0]))
 
 
 def _rubric(body: dict[str, Any]) -> str:
     if "response_format" in body:
         return str(body["response_format"]["json_schema"]["name"]).removeprefix("rubric_")
-    found = RUBRIC_NAME.search(body["messages"][1]["content"])
-    return found[1] if found else _guess(body["messages"][1]["content"])
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    found = RUBRIC_NAME.search(user)
+    return found[1] if found else _guess(user)
 
 
 def _guess(user: str) -> str:

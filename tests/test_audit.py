@@ -150,6 +150,8 @@ def test_jsonl_roles_need_therapist_is(tmp_path: Path) -> None:
         ),
         ("bad.jsonl", '{"speaker": "Patient", "content": 3}\n', "line 1: 'content' must be text, found int"),
         ("bad.csv", "who,what\nPatient,Hi\n", "expected 'speaker,content' columns, found who, what"),
+        ("bad.csv", "speaker,content\nPatient,Hi\nTherapist\n", "row 3: 1 field, the header has 2"),
+        ("bad.csv", 'speaker,content\nPatient,"Hi, I said",again\n', "row 2: 3 fields, the header has 2"),
         (
             "bad.csv",
             "speaker,content\nPatient,Hi\nDoctor,Hello\n",
@@ -180,6 +182,25 @@ def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, name: str, text
     assert result.exit_code == 2
     assert result.stderr == f"simulator: error: {path}: {problem}\n"
     assert result.output == result.stderr  # nothing on stdout
+
+
+def test_the_reference_as_csv_and_jsonl_keeps_its_paragraphs_and_its_defects(tmp_path: Path) -> None:
+    """Multi-paragraph messages survive both formats (a quoted CSV field spans lines), so each
+    finds what the .txt finds in the messages, and the same natural end."""
+    messages = reference_messages()
+    as_csv, as_jsonl = tmp_path / "ref.csv", tmp_path / "ref.jsonl"
+    with as_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["speaker", "content"])
+        writer.writerows(messages)
+    as_jsonl.write_text("".join(json.dumps({"speaker": s, "content": c}) + "\n" for s, c in messages))
+    txt = json.loads(invoke("audit", REFERENCE, "--format", "json").output)
+    expected = [d for d in txt["defects"] if d["speaker"] != "Summary"]
+    for path in (as_csv, as_jsonl):
+        result = invoke("audit", path, "--format", "json")
+        assert result.exit_code == 1
+        report = json.loads(result.output)
+        assert (report["messages"], report["defects"], report["end"]) == (14, expected, txt["end"]), path
 
 
 def test_csv_and_a_clean_transcript_exit_0(tmp_path: Path) -> None:
@@ -213,6 +234,12 @@ def test_a_run_folder_and_its_session_json_with_flags(tmp_path: Path) -> None:
         if termination["reason"] == "Natural Session End":
             assert report["end"]["index"] == termination["message_index"]
     assert folder.exit_code == 0
+    # A persona's folder (each session as .txt and .json) is audited once per session.
+    persona = invoke("audit", run_dir / "marcus_thompson", "--format", "json")
+    assert [Path(json.loads(line)["file"]).name for line in persona.output.splitlines()] == [
+        "session_01.json",
+        "session_02.json",
+    ]
     single = invoke("audit", run_dir / "marcus_thompson" / "session_01.json", "--format", "json")
     assert json.loads(single.output) == {k: v for k, v in reports[0].items() if k != "flags"} | {
         "file": str(run_dir / "marcus_thompson" / "session_01.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import tempfile
 from collections import Counter
 from functools import cache
@@ -28,11 +29,14 @@ from simulator.config import (
     DEFAULT_WRAP_UP_NOTE,
     RunConfig,
 )
+from simulator.evaluate import prepare_resume
+from simulator.evaluate.settings import resolve
 from simulator.message_layout import Layout, rejects_layout
 from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
 from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke
-from tests.loopback import RecordedRequest, Reply, default_handler, serve, vllm_error
+from tests.judgekit import JudgeModel
+from tests.loopback import RecordedRequest, Reply, default_handler, serve, unauthorized, vllm_error
 
 CLOSING = "That's a good place to stop for today, Marcus. Take care, and see you next week."
 CUT_THERAPIST = "That sounds really hard. When did you last notice that"
@@ -222,3 +226,145 @@ def test_a_refused_layout_is_tightened_said_on_stderr_and_kept_for_resume(
     }
     record = json.loads((tmp_path / "r" / "marcus_thompson" / "session_01.json").read_text())
     assert not any(DEFAULT_WRAP_UP_NOTE in m["content"] for m in record["messages"])
+
+
+# ---- simulator evaluate: the judge's requests -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def judged_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("judged")
+    result = invoke("run", MARCUS, "--sessions", "2", "--backend", "offline", "--out", out, "--run-id", "r")
+    assert result.exit_code == 0, result.output
+    return out / "r"
+
+
+def _evaluate(run_dir: Path, handler: Any, *args: str | Path) -> tuple[Any, list[RecordedRequest]]:
+    with serve(handler) as server:
+        result = invoke(
+            "evaluate", run_dir, "--backend", "openai", "--base-url", server.base_url, "--judge-model", "j",
+            "--rubric", "ctrs", "--rubric", "summary_faithfulness", "--concurrency", "1", *args,
+        )  # fmt: skip
+        return result, server.requests
+
+
+@cache
+def judge_requests(run_dir: Path, layout: Layout | None) -> tuple[list[dict[str, str]], ...]:
+    """The judge's messages in a real evaluation, a retry after an unusable reply included."""
+    judge = JudgeModel(invalid_once={"ctrs"})
+    config = run_dir.parent / f"eval-{layout}.yaml"
+    config.write_text(f"roles: {{judge: {{message_layout: {layout}}}}}\n" if layout else "{}\n")
+    result, requests = _evaluate(run_dir, judge, "--config", config)
+    assert result.exit_code == 0, result.output
+    return tuple(r.json["messages"] for r in requests)
+
+
+def test_the_judge_sends_the_default_layout_and_retries_alternate(judged_run: Path) -> None:
+    requests = judge_requests(judged_run, None)
+    assert max(len(m) for m in requests) == 4  # a retry: the unusable reply and the problem
+    for messages in requests:
+        assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"][: len(messages)]
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if t not in SYSTEMLESS])
+def test_every_template_accepts_the_judge_requests(judged_run: Path, template: str) -> None:
+    for messages in judge_requests(judged_run, None):
+        prompt = render(template, messages)
+        assert all(m["content"].strip() in prompt for m in messages)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_accepts_the_judge_requests_without_a_system_message(
+    judged_run: Path, template: str
+) -> None:
+    requests = judge_requests(judged_run, "alternating_no_system")
+    assert all(messages[0]["role"] == "user" for messages in requests)
+    assert max(len(m) for m in requests) == 3
+    for messages in requests:
+        render(template, messages)
+
+
+def test_a_judge_refused_by_gemma_2_drops_the_system_message_and_resume_keeps_it(
+    judged_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(judged_run, run_dir, ignore=shutil.ignore_patterns("eval"))
+    judge = JudgeModel()
+
+    def gemma(request: RecordedRequest) -> Reply:
+        try:
+            render("google-gemma-2-2b-it", request.json["messages"])
+        except jinja2.TemplateError as exc:
+            return vllm_error(str(exc))
+        return judge(request)
+
+    result, requests = _evaluate(run_dir, gemma)
+    assert result.exit_code == 0, result.output
+    assert (
+        "simulator: judge: the server's chat template refused the 'alternating' message layout; "
+        "using 'alternating_no_system' for the rest of the evaluation (saved in settings.json)"
+    ) in result.stderr
+    assert [r.json["messages"][0]["role"] for r in requests] == ["system"] + ["user"] * (len(requests) - 1)
+    (folder,) = (run_dir / "eval").iterdir()
+    data = json.loads((folder / "eval.json").read_text())
+    assert data["status"] == "complete" and data["summary"]["judge"]["judge_failed"] == 0
+    assert data["judge"]["settings"]["message_layout"] == "alternating_no_system"
+    saved = json.loads((folder / "settings.json").read_text())
+    assert saved["judge"]["message_layout"] == "alternating_no_system"
+    assert prepare_resume(run_dir, folder.name).settings.judge.message_layout == "alternating_no_system"
+
+
+def test_resume_starts_with_the_layout_the_run_saved(tmp_path: Path) -> None:
+    """Session 2 fails for another reason (a refused key); `simulator resume` then sends Gemma 2
+    only what it accepts, from its first request."""
+    refused: list[bool] = []
+    key_refused = [True]
+
+    def handler(request: RecordedRequest) -> Reply:
+        messages = request.json["messages"]
+        try:
+            render("google-gemma-2-2b-it", messages)
+        except jinja2.TemplateError as exc:
+            refused.append(True)
+            return vllm_error(str(exc))
+        refused.append(False)
+        if key_refused[0] and any("2nd CBT session" in m["content"] for m in messages):
+            return unauthorized()
+        return default_handler(request)
+
+    config = tmp_path / "run.yaml"
+    config.write_text("max_turns: 6\nmin_turns: 6\n", encoding="utf-8")
+    with serve(handler) as server:
+        env = {"OPENAI_BASE_URL": server.base_url}
+        first = invoke(
+            "run", MARCUS, "--config", config, "--model", "m", "--sessions", "2", "--out", tmp_path,
+            "--run-id", "r", "--no-progress", env=env,
+        )  # fmt: skip
+        assert first.exit_code == 1 and any(refused)
+        run = json.loads((tmp_path / "r" / "run.json").read_text())
+        assert run["sessions"]["marcus_thompson"]["2"]["status"] == "failed"
+        key_refused[0] = False
+        before = len(refused)
+        resumed = invoke("resume", tmp_path / "r", env=env)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(refused) > before and not any(refused[before:])
+    assert "refused the" not in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "layout"),
+    [
+        ("{}\n", "alternating"),
+        ("message_layout: alternating_no_system\n", "alternating_no_system"),
+        (
+            "message_layout: alternating_no_system\nroles: {judge: {message_layout: alternating}}\n",
+            "alternating",
+        ),
+    ],
+)
+def test_the_judge_takes_the_run_layout_unless_roles_judge_says_otherwise(
+    tmp_path: Path, config: str, layout: str
+) -> None:
+    path = tmp_path / "eval.yaml"
+    path.write_text(config, encoding="utf-8")
+    assert resolve(path, {}, ["ctrs"], 1).judge.message_layout == layout

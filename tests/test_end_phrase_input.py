@@ -13,11 +13,14 @@ import pytest
 from tests.conftest import MARCUS, REPO, invoke
 
 BAD = [
-    ("(bye)?", "invalid end phrase '(bye)?': it matches the empty string, so every message"),
+    (
+        "(bye)?",
+        "invalid end phrase '(bye)?': it matches the empty string, so every message would end the session",
+    ),
     ("(unclosed", "invalid end phrase '(unclosed': missing ) at position 9"),
     (
         r"(.|\w)+#",
-        "unsafe end phrase '(.|\\\\w)+#': a repetition over alternatives that can start with the "
+        "unsafe end phrase '(.|\\w)+#': a repetition over alternatives that can start with the "
         "same character can backtrack catastrophically; make the alternatives distinct",
     ),
     (

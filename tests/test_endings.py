@@ -166,17 +166,23 @@ def test_first_matching_pattern_in_list_order_is_returned() -> None:
     [
         (r"(unclosed", "invalid end phrase '(unclosed': missing ) at position 9"),
         (r"[a-", "invalid end phrase '[a-': unterminated character set at position 3"),
-        ("", "invalid end phrase '': it matches the empty string, so every message"),
-        (r"(?:bye)?", "invalid end phrase '(?:bye)?': it matches the empty string, so every message"),
-        (r"(bye)?", "invalid end phrase '(bye)?': it matches the empty string, so every message"),
+        ("", "invalid end phrase '': it matches the empty string, so every message would end the session"),
+        (
+            r"(?:bye)?",
+            "invalid end phrase '(?:bye)?': it matches the empty string, so every message would end the session",
+        ),
+        (
+            r"(bye)?",
+            "invalid end phrase '(bye)?': it matches the empty string, so every message would end the session",
+        ),
         (
             r"(.|\w)+#",
-            "unsafe end phrase '(.|\\\\w)+#': a repetition over alternatives that can start with the same "
+            "unsafe end phrase '(.|\\w)+#': a repetition over alternatives that can start with the same "
             "character can backtrack catastrophically; make the alternatives distinct",
         ),
         (
             r"(\w+\s?)+$",
-            "unsafe end phrase '(\\\\w+\\\\s?)+$': a repetition inside a repetition can backtrack "
+            "unsafe end phrase '(\\w+\\s?)+$': a repetition inside a repetition can backtrack "
             "catastrophically; make the inner one bounded",
         ),
         (

@@ -392,6 +392,22 @@ async def test_max_regenerations_bounds_the_attempts(backend: FakeBackend) -> No
     assert requests(backend, "therapist", "regeneration") == []
 
 
+async def test_a_long_stock_question_around_new_content_is_not_a_repeat(backend: FakeBackend) -> None:
+    """What a therapist does with a brief-answer client (Priya, Walter): a new reflection, then
+    the same eleven-word question as last time. One stock sentence is not a repeat."""
+    question = "Can you tell me a little more about what went through your mind?"
+    backend.enqueue(
+        "therapist",
+        f"That sounds like it was really uncomfortable, Priya. {question}",
+        f"Not knowing anyone in the group makes sense as a worry. {question}",
+        f"It's okay not to know, take your time. {question}",
+    )
+    record = await run(backend, max_turns=6)
+    therapist = [m for m in record.messages if m.speaker == "Therapist"]
+    assert [m.content.endswith(question) for m in therapist] == [True] * 3
+    assert all(m.flags == [] for m in record.messages[1:])
+
+
 async def test_a_reused_stock_question_is_not_a_repeat(backend: FakeBackend) -> None:
     backend.enqueue(
         "therapist",
@@ -420,8 +436,9 @@ async def test_patient_repeating_the_opening_is_regenerated(backend: FakeBackend
 async def test_repetition_threshold_is_configurable(backend: FakeBackend) -> None:
     first = "Tell me about the marking this week, Marcus. What went through your mind on Sunday night?"
     second = (
-        "Tell me about your mother's fall this week, Marcus. What went through your mind on Sunday night?"
-    )
+        "Tell me about the marking this week, Marcus, and about your mother. "
+        "What went through your mind on Sunday night?"
+    )  # the whole first message again, around three new words: similarity 0.77
     backend.enqueue("therapist", first, second)
     assert (await run(backend, max_turns=4)).messages[3].flags == ["regenerated_repetition"]
     lenient = FakeBackend(default=distinct_reply).enqueue("therapist", first, second)

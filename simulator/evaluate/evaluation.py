@@ -26,11 +26,12 @@ from simulator.evaluate.cases import Case, SeriesSession, make_case
 from simulator.evaluate.folder import EVAL_DIR, JUDGED, RESERVED, EvalFolder
 from simulator.evaluate.judge import Judge, Judgment
 from simulator.evaluate.metrics import session_metrics
-from simulator.evaluate.prompts import judge_messages
+from simulator.evaluate.prompts import judge_prompt
 from simulator.evaluate.report import build_report, case_scores, count_status
 from simulator.evaluate.rubrics import Rubric, load_rubrics
 from simulator.evaluate.settings import EvalSettings, resolve
 from simulator.layout import new_run_id
+from simulator.message_layout import Layout, Layouts
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatBackend
 from simulator.reader import Run, RunSession, read_run
@@ -170,7 +171,9 @@ class Evaluation:
         todo = [c for c in self.cases if not folder.is_judged(*c.key)] if self.settings.judging else []
         if not todo or chat is None:
             return None
-        judge = Judge(chat, self.settings.role())
+        layouts = Layouts({"judge": self.settings.judge.message_layout or "alternating"})
+        layouts.listeners.append(lambda _role, old, new, _said: self._layout_changed(folder, old, new))
+        judge = Judge(chat, self.settings.role(), layouts)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         done = 0
 
@@ -200,6 +203,18 @@ class Evaluation:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return judge
+
+    def _layout_changed(self, folder: EvalFolder, old: Layout, new: Layout) -> None:
+        """The server's chat template refused ``old``: keep ``new`` for --resume and say so."""
+        judge = self.settings.judge.model_copy(update={"message_layout": new})
+        self.settings = self.settings.model_copy(update={"judge": judge})
+        folder.save_settings(self.settings)
+        log.warning(
+            "judge: the server's chat template refused the '%s' message layout; "
+            "using '%s' for the rest of the evaluation (saved in settings.json)",
+            old,
+            new,
+        )
 
     def _record(self, case: Case, judgments: list[Judgment]) -> dict[str, Any]:
         data = [j.as_dict() for j in judgments]
@@ -346,8 +361,8 @@ def _plan(run: Run, rubrics: list[Rubric], settings: EvalSettings, folder: EvalF
                 evaluation.not_applicable[rubric.name] = evaluation.not_applicable.get(rubric.name, 0) + 1
                 continue
             schema = answer_schema(list(case.items), case.bullets)
-            messages = judge_messages(rubric, case.context, list(case.items), case.bullets, schema)
-            evaluation.prompt_chars += sum(len(m.content) for m in messages)
+            prompt = judge_prompt(rubric, case.context, list(case.items), case.bullets, schema)
+            evaluation.prompt_chars += len(prompt.system) + sum(len(text) for _, text in prompt.parts)
             evaluation.cases.append(case)
     return evaluation
 

@@ -66,6 +66,11 @@ class EvalFolder:
                 shutil.copyfile(rubric.prompt_path, tmp / INPUTS / "rubrics" / f"{rubric.name}.j2")
             atomic_write(tmp / SETTINGS_FILE, to_json(settings.model_dump(mode="json")))
 
+    def save_settings(self, settings: EvalSettings) -> None:
+        """Replace the saved settings (a judge layout the server refused), so --resume starts
+        from what works."""
+        atomic_write(self.path / SETTINGS_FILE, to_json(settings.model_dump(mode="json")))
+
     def settings(self) -> EvalSettings:
         path = self.path / SETTINGS_FILE
         if not path.is_file():

@@ -4,7 +4,9 @@ The request carries the answer schema as ``response_format`` (``json_schema``, s
 ``extra_body``; the first time a server refuses it (400/422) the judge stops sending it and
 relies on the prompt, parsing and validating every reply either way. A reply that does not
 parse or validate is sent back with the problem and asked again, up to ``PARSE_ATTEMPTS``
-times; items still without a valid answer are ``judge_failed``, the others count.
+times; items still without a valid answer are ``judge_failed``, the others count. The messages
+are laid out like every role's (``roles.judge.message_layout``); a layout the server's chat
+template refuses is tightened for the rest of the evaluation and the request sent again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.config import RoleSettings
-from simulator.errors import BackendError
+from simulator.errors import BackendError, TemplateRejected
 from simulator.evaluate.answers import (
     JUDGE_FAILED,
     ItemResult,
@@ -27,7 +29,8 @@ from simulator.evaluate.answers import (
 )
 from simulator.evaluate.cases import Case
 from simulator.evaluate.evidence import Haystack
-from simulator.evaluate.prompts import RETRY, judge_messages
+from simulator.evaluate.prompts import RETRY, judge_prompt
+from simulator.message_layout import Layouts, Prompt, render
 from simulator.protocol import ChatBackend, ChatMessage, ChatReply, ChatRequest
 from simulator.records import TokenCounts
 
@@ -78,9 +81,10 @@ class Judgment:
 class Judge:
     """Judges cases with one backend and the ``roles.judge`` settings (model included)."""
 
-    def __init__(self, backend: ChatBackend, settings: RoleSettings) -> None:
+    def __init__(self, backend: ChatBackend, settings: RoleSettings, layouts: Layouts | None = None) -> None:
         self.backend = backend
         self.settings = settings
+        self.layouts = layouts or Layouts({"judge": settings.message_layout or "alternating"})
         self.structured: bool | None = None
         """Whether the server takes ``response_format``: unknown until the first reply."""
 
@@ -91,14 +95,14 @@ class Judge:
     async def judge(self, case: Case, repeat: int) -> Judgment:
         """Raises BackendError only when the endpoint refuses us outright (key, model)."""
         schema = answer_schema(list(case.items), case.bullets)
-        messages = list(judge_messages(case.rubric, case.context, list(case.items), case.bullets, schema))
+        prompt = judge_prompt(case.rubric, case.context, list(case.items), case.bullets, schema)
         judgment = Judgment(repeat, self.seed(repeat), {})
         haystack = case.haystack()
         problem = "no reply"
         for attempt in range(1, PARSE_ATTEMPTS + 1):
             judgment.attempts = attempt
             try:
-                reply = await self._send(case, messages, schema, judgment)
+                reply = await self._send(case, prompt, schema, judgment)
             except BackendError as exc:
                 if exc.status in FATAL_STATUSES:
                     raise
@@ -110,10 +114,7 @@ class Judge:
             if not problem:
                 break
             log.info("%s %s session %d: judge reply unusable (%s)", *case.key, problem)
-            messages += [
-                ChatMessage("assistant", reply.content),
-                ChatMessage("user", RETRY.format(problem=problem)),
-            ]
+            prompt = prompt.plus(("assistant", reply.content), ("user", RETRY.format(problem=problem)))
         for item in case.items:
             judgment.items.setdefault(item.id, ItemResult(JUDGE_FAILED, error=problem))
         for item in case.rubric.spec.items:
@@ -152,17 +153,17 @@ class Judge:
         return "; ".join(wrong[:5]) or f"no valid answer for {', '.join(missing)}"
 
     async def _send(
-        self, case: Case, messages: list[ChatMessage], schema: dict[str, Any], judgment: Judgment
+        self, case: Case, prompt: Prompt, schema: dict[str, Any], judgment: Judgment
     ) -> ChatReply:
         structured = self.structured is not False
         try:
-            reply = await self.backend.complete(self._request(case, messages, schema, judgment, structured))
+            reply = await self._complete(case, prompt, schema, judgment, structured)
         except BackendError as exc:
             if not structured or exc.status not in SCHEMA_REFUSED or not _SCHEMA_WORDS.search(str(exc)):
                 raise
             log.info("the judge's endpoint refused response_format (%s); asking by prompt alone", exc)
             self.structured = structured = False
-            reply = await self.backend.complete(self._request(case, messages, schema, judgment, False))
+            reply = await self._complete(case, prompt, schema, judgment, False)
         if structured:
             self.structured = True
         judgment.response_format = "json_schema" if structured else "prompt"
@@ -171,6 +172,19 @@ class Judge:
         if reply.request_id:
             judgment.request_ids.append(reply.request_id)
         return reply
+
+    async def _complete(
+        self, case: Case, prompt: Prompt, schema: dict[str, Any], judgment: Judgment, structured: bool
+    ) -> ChatReply:
+        """One request in the judge's current layout, tightened while the chat template refuses it."""
+        while True:
+            layout = self.layouts.get("judge")
+            request = self._request(case, render(prompt, layout), schema, judgment, structured)
+            try:
+                return await self.backend.complete(request)
+            except TemplateRejected as exc:
+                if not self.layouts.tighten("judge", layout, str(exc)):
+                    raise
 
     def _request(
         self,

@@ -1,4 +1,4 @@
-"""The judge's messages: a fixed system message with the answer schema, then the rubric's own
+"""The judge's prompt: a fixed system message with the answer schema, then the rubric's own
 template (rendered in Jinja's sandbox, StrictUndefined) and the items with every anchor.
 
 The items block is written here, not in each template, so a rubric's anchors always reach the
@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from simulator.errors import InputError
 from simulator.evaluate.rubrics import Item, Rubric
-from simulator.protocol import ChatMessage
+from simulator.message_layout import Prompt
 from simulator.templates import ordinal
 
 SYSTEM = """You are a careful, critical rater of synthetic therapy sessions for a research dataset.
@@ -90,9 +90,11 @@ def items_block(items: list[Item], bullets: int) -> str:
     return "\n".join(lines)
 
 
-def judge_messages(
+def judge_prompt(
     rubric: Rubric, context: Mapping[str, Any], items: list[Item], bullets: int, schema: dict[str, Any]
-) -> tuple[ChatMessage, ...]:
+) -> Prompt:
+    """The judge's side of the conversation: laid out for the server's chat template like every
+    other role's (:func:`simulator.message_layout.render`)."""
     system = SYSTEM.format(schema=json.dumps(schema, separators=(",", ":")))
     user = render_prompt(rubric, context) + "\n\n" + items_block(items, bullets)
-    return (ChatMessage("system", system), ChatMessage("user", user))
+    return Prompt(system, (("user", user),))

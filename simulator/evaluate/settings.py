@@ -113,6 +113,8 @@ def resolve(
     judge = config.roles.get("judge", RoleSettings())
     if judge.seed is None and config.seed is not None:
         judge = judge.model_copy(update={"seed": config.seed})
+    if judge.message_layout is None:
+        judge = judge.model_copy(update={"message_layout": config.message_layout})
     base_url = config.base_url or _env_endpoint()
     return EvalSettings(
         rubrics=rubrics,

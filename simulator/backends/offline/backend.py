@@ -3,8 +3,8 @@
 It is a peer of the OpenAI backend behind :class:`simulator.protocol.ChatBackend`. It is
 built with the run's personas and seed; from a request's :class:`~simulator.protocol.Context`
 (persona, session number, last summary, turn limits) and the conversation so far it writes
-what a CBT therapist and this patient would plausibly say at this point of a structured
-session. Same seed, same text. It closes a session by its own script with fixed closing
+what a therapist of the persona's modality (CBT, MI, person-centred) and this patient would
+plausibly say at this point of a session. Same seed, same text; another seed, other text. It closes a session by its own script with fixed closing
 lines; whether a line ends the session is the termination detector's call, not this one's.
 """
 

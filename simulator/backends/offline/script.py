@@ -18,11 +18,18 @@ TECHNIQUES = (
     ("balanced thought", "building a balanced alternative thought"),
     ("behavioural experiment", "a behavioural experiment"),
     ("behavioral experiment", "a behavioural experiment"),
-    ("friend", "the double-standard technique (what would you tell a friend?)"),
+    ("good friend", "the double-standard technique (what would you tell a friend?)"),
     ("activity schedul", "activity scheduling"),
     ("breathing", "paced breathing"),
     ("self-compassion", "self-compassion practice"),
     ("downward arrow", "the downward arrow"),
+    ("good things about", "exploring both sides of a change"),
+    ("do you like about", "exploring both sides of a change"),
+    ("matters most", "exploring values"),
+    ("how important", "the importance ruler"),
+    ("how confident", "the confidence ruler"),
+    ("what does that mean", "reflecting feeling and meaning"),
+    ("what is that like", "reflecting feeling and meaning"),
 )
 
 
@@ -34,8 +41,14 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in SENTENCE.split(text) if s.strip()]
 
 
-def lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+def lower_first(text: str, names: frozenset[str] = frozenset()) -> str:
+    """``text`` to go mid-sentence: its first letter in lower case, unless the first word is
+    "I", an acronym or one of ``names``."""
+    first = re.match(r"[\w']+", text)
+    word = first.group() if first else ""
+    if word in names or word == "I" or word.startswith("I'") or (len(word) > 1 and word.isupper()):
+        return text
+    return text[:1].lower() + text[1:]
 
 
 def strip_end(text: str) -> str:
