@@ -13,22 +13,23 @@ Everything else is internal and may change between versions.
 
 __version__ = "0.1.0"
 
-import importlib
 from typing import TYPE_CHECKING, Any
-
-from simulator.errors import BackendError, InputError, SimulatorError
 
 if TYPE_CHECKING:
     from simulator.commands import run_series
     from simulator.config import RunConfig, load_config
+    from simulator.errors import BackendError, InputError, SimulatorError
     from simulator.personas import load_persona
     from simulator.plan import RunPlan, load_plan
     from simulator.reader import Run, RunSession, read_run
 
-_HOMES = {
+_WHERE = {
     "run_series": "simulator.commands",
     "RunConfig": "simulator.config",
     "load_config": "simulator.config",
+    "BackendError": "simulator.errors",
+    "InputError": "simulator.errors",
+    "SimulatorError": "simulator.errors",
     "load_persona": "simulator.personas",
     "RunPlan": "simulator.plan",
     "load_plan": "simulator.plan",
@@ -36,15 +37,16 @@ _HOMES = {
     "RunSession": "simulator.reader",
     "read_run": "simulator.reader",
 }
-"""Where each public name lives. They are imported on first use (PEP 562), so that
-``simulator --help`` does not pay for pydantic, jinja2 and the rest of a run."""
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
+    """The public names load on first use, so that importing a small module of the package
+    (the ``simulator`` command's signal handling, first of all) stays cheap."""
+    if name not in _WHERE:
         raise AttributeError(f"module 'simulator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
+    import importlib
+
+    value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value
     return value
 

@@ -10,16 +10,14 @@ import asyncio
 import functools
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from simulator import __version__
+from simulator import __version__, interrupts
 from simulator.errors import EXIT_INTERRUPTED, InputError, SimulatorError
 from simulator.lazy import LazyChoice, lazy_module
 
@@ -32,6 +30,7 @@ else:  # imported on first use: `simulator --help` needs neither pydantic, jinja
     importers = lazy_module("simulator.importers")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class _StderrLines(logging.Handler):
@@ -62,80 +61,46 @@ def _fail_input(exc: InputError) -> None:
     sys.exit(2)
 
 
+def _interrupted() -> None:
+    click.echo("simulator: interrupted; `simulator resume RUN_DIR` finishes the run", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def handles_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupts.working():
+                return func(*args, **kwargs)
         except InputError as exc:
             _fail_input(exc)
         except SimulatorError as exc:
             click.echo(f"simulator: error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("simulator: interrupted; `simulator resume RUN_DIR` finishes the run", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _interrupted()
+        except SystemExit:
+            if interrupts.stopped():  # the signal landed as the command ended: still 130
+                _interrupted()
+            raise
 
     return wrapper  # type: ignore[return-value]
 
 
-SHOW_CURSOR = "\x1b[?25h"
-"""Sent before quitting at once from a terminal: the live display hides the cursor."""
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` for a command: the first Ctrl-C or SIGTERM cancels it (a run writes its
+    sessions in flight as interrupted), a second one quits at once (see
+    :mod:`simulator.interrupts`, installed by the entry point); a stopped command raises
+    KeyboardInterrupt, which :func:`handles_errors` makes exit 130."""
 
-
-class _Stop:
-    """Ctrl-C (or SIGTERM) handling for a run: the first one cancels the run, which stops
-    starting sessions and writes the ones in flight as interrupted; a second one ends the
-    process at once. Whatever instant it lands, the folder stays resumable: files are
-    atomic, and resume reconciles run.json with them."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signals = 0
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
+    async def main() -> T:
         task = asyncio.current_task()
-        installed: list[signal.Signals] = []
-        for signum in self.SIGNALS:
-            try:
-                loop.add_signal_handler(signum, self._on_signal, task)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signals here: asyncio.run's own handling
-            installed.append(signum)
-        try:
-            yield
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-
-    def _on_signal(self, task: asyncio.Task[Any] | None) -> None:
-        self.signals += 1
-        if self.signals > 1 or task is None:
-            if sys.stderr.isatty():
-                sys.stderr.write(SHOW_CURSOR)
-            click.echo("simulator: stopped at once; `simulator resume RUN_DIR` finishes the run", err=True)
-            os._exit(EXIT_INTERRUPTED)
-        click.echo(
-            "simulator: stopping: writing the sessions in flight as interrupted (Ctrl-C again to quit at once)",
-            err=True,
-        )
-        task.cancel()
-
-
-def run_async(work: Coroutine[Any, Any, int]) -> int:
-    """``asyncio.run`` for a command, with Ctrl-C and SIGTERM handled as :class:`_Stop` says;
-    a stopped run raises KeyboardInterrupt, which :func:`handles_errors` makes exit 130."""
-
-    async def main() -> int:
-        stop = _Stop()
-        with stop.installed():
+        assert task is not None
+        with interrupts.cancelling(task):
             try:
                 return await work
             except asyncio.CancelledError:
-                if stop.signals:
+                if interrupts.stopped():
                     raise KeyboardInterrupt from None
                 raise
 
@@ -477,7 +442,7 @@ def evaluate(
         )
 
     try:
-        outcome = asyncio.run(evaluation.execute(progress))
+        outcome = run_async(evaluation.execute(progress))
     except KeyboardInterrupt:
         folder = evaluation.folder
         hint = f" --resume {folder.eval_id}" if folder is not None else ""

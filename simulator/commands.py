@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,6 +77,15 @@ async def _execute(
             await backend.aclose()
 
 
+@contextmanager
+def _locked(state: RunState) -> Iterator[None]:
+    """Hold the run folder's lock, saying so when it takes over one a killed process left."""
+    with state.store.lock() as stale:
+        if stale is not None:
+            _say(f"{state.store.run_dir}: taking over a stale lock ({stale} no longer holds it)")
+        yield
+
+
 def _check_models(config: RunConfig, backend_name: str) -> None:
     """An endpoint needs a model name for every role: say so before a run folder exists."""
     if not kind(backend_name).needs_models:
@@ -117,7 +126,7 @@ async def _start(
         if owned:
             await chat.aclose()
         raise
-    with state.store.lock():
+    with _locked(state):
         return await _execute(
             plan, state, chat, progress=progress, listeners=listeners, owned=owned, quiet=quiet
         )
@@ -208,9 +217,13 @@ async def resume(
     settings and inputs, after a Ctrl-C, a failure or a SIGKILL alike. ``executor``: the
     ``executor`` / ``workers`` / ``ray_address`` flags given (else the run's own)."""
     state = load_state(run_dir)
-    with state.store.lock():
+    if state.settled():
+        _say(f"{run_dir}: every session is complete; nothing to resume")
+        return 0
+    with _locked(state):
         updates = {k: v for k, v in {"concurrency": concurrency, **(executor or {})}.items() if v is not None}
         plan, backend_name = _plan_from_run(state, updates)
+        state.store = RunStore(run_dir, plan.config.secrets())
         for change in state.reconcile():
             _say(change)
         if all(entry.status == "complete" for _, _, entry in state.entries()):

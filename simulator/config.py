@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES, compile_phrases
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
+from simulator.layout import run_id_problem
+from simulator.limits import MAX_SESSION
 from simulator.message_layout import Layout
 from simulator.protocol import Role
 from simulator.yamlfile import load_mapping, parse_model
@@ -38,6 +42,19 @@ DEFAULT_SUMMARY_RETRY_NOTE = (
 )
 
 
+def strip_credentials(url: str) -> str:
+    """``http://user:pass@host/v1`` -> ``http://host/v1``: what may be written to a file."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def url_password(url: str | None) -> str | None:
+    return urlsplit(url).password if url else None
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,6 +79,10 @@ class RoleSettings(_Settings):
         default_factory=list
     )
     """Parameters this server rejects; they are never sent."""
+
+    @field_serializer("base_urls")
+    def _no_credentials(self, urls: list[str]) -> list[str]:
+        return [strip_credentials(url) for url in urls]
 
 
 class EndPhrases(_Settings):
@@ -162,6 +183,37 @@ class RunConfig(_Settings):
     """Per-role request settings; ``judge`` is read by ``simulator evaluate`` only."""
     prices: dict[str, Price] = Field(default_factory=dict)
 
+    @field_serializer("base_url")
+    def _no_credentials(self, url: str | None) -> str | None:
+        """Saved settings never carry a user or password from the URL (they stay in memory
+        for this process; a resume reaches the server without them)."""
+        return strip_credentials(url) if url is not None else None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a file: the API key and passwords in URLs."""
+        urls = [self.base_url, os.environ.get("OPENAI_BASE_URL")]
+        urls += [url for role in self.roles.values() for url in role.base_urls]
+        found = [os.environ.get(self.api_key_env)] + [url_password(url) for url in urls]
+        return tuple(dict.fromkeys(value for value in found if value))
+
+    @field_validator("sessions", "start")
+    @classmethod
+    def _at_most_max_session(cls, value: int) -> int:
+        if value > MAX_SESSION:
+            raise ValueError(
+                f"{value} is over the limit of {MAX_SESSION} (session files are numbered up to "
+                f"session_{MAX_SESSION})"
+            )
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, value: str | None) -> str | None:
+        problem = run_id_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("backend")
     @classmethod
     def _check_backend(cls, value: str | None) -> str | None:
@@ -187,6 +239,12 @@ class RunConfig(_Settings):
             object.__setattr__(self, "min_turns", self.max_turns)
         if self.min_turns > self.max_turns:
             raise ValueError(f"min_turns ({self.min_turns}) exceeds max_turns ({self.max_turns})")
+        last = self.start + self.sessions - 1
+        if last > MAX_SESSION:
+            raise ValueError(
+                f"sessions {self.start} to {last} go past session {MAX_SESSION}, the highest number a "
+                f"session can have"
+            )
         object.__setattr__(self, "roles", _with_default_limits(self.roles))
         return self
 

@@ -4,6 +4,7 @@ SimulatorError            root of everything this package raises on purpose
 ├── InputError            bad input: persona, template, config, flag (CLI exit 2)
 │   ├── InputErrors       several InputErrors reported together
 │   └── RunStateError     a run folder that cannot be resumed or replayed
+├── StorageError          a run folder file could not be written or read (disk full, read-only)
 └── BackendError          a chat backend failed for good (retries spent, 401, 404, ...)
     ├── TemplateRejected  the server's chat template refused the roles of the messages
     └── ContextOverflow   the request does not fit the model's context
@@ -75,3 +76,12 @@ class ContextOverflow(BackendError):
 
 class RunStateError(InputError):
     """A run folder that is missing, damaged, or not in a state the command needs."""
+
+
+class StorageError(SimulatorError):
+    """The disk refused a run folder file (CLI exit 1); what was complete stays complete."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

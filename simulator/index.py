@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from simulator.limits import MAX_SESSION
+from simulator.personas import id_problem
 from simulator.records import TokenCounts
 
 FORMAT = 1
@@ -90,9 +92,21 @@ class RunIndex(_Index):
     ) -> dict[str, dict[int, SessionEntry]]:
         for persona_id, entries in sessions.items():
             for number in entries:
-                if not 1 <= number <= 999:
-                    raise ValueError(f"{persona_id}: session number {number} is out of range 1..999")
+                if not 1 <= number <= MAX_SESSION:
+                    raise ValueError(
+                        f"{persona_id}: session number {number} is out of range 1..{MAX_SESSION}"
+                    )
         return sessions
+
+    def id_problem(self) -> str | None:
+        """The first persona id in the index that is not a valid id (a tampered ``../../x``
+        must never become a path): commands that write refuse the run, readers mark it."""
+        for where, ids in (("sessions", self.sessions), ("inputs.personas", self.inputs.personas)):
+            for persona_id in ids:
+                problem = id_problem(persona_id)
+                if problem is not None:
+                    return f"{where}: {problem}"
+        return None
 
     def entries(self) -> list[tuple[str, int, SessionEntry]]:
         """Every session of the run: persona id, number, entry; personas in run order."""

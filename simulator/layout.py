@@ -14,6 +14,8 @@ LOCK_FILE = ".lock"
 PARTIAL = ".partial"
 INPUTS = "inputs"
 """The run folder's snapshot of what it was built from (personas, therapist, templates)."""
+RESERVED_NAMES = frozenset({INPUTS, "eval", "report.html", RUN_FILE})
+"""Names a run folder uses for itself: a persona folder must never collide with them."""
 RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 
@@ -21,17 +23,23 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def validate_run_id(run_id: str) -> str:
+def run_id_problem(run_id: str) -> str | None:
+    """What is wrong with ``run_id`` as a folder name (``None`` when nothing is)."""
     if (
-        not run_id
-        or run_id.startswith(".")
-        or len(run_id) > 128
-        or any(c not in RUN_ID_CHARS for c in run_id)
+        run_id
+        and not run_id.startswith(".")
+        and len(run_id) <= 128
+        and all(c in RUN_ID_CHARS for c in run_id)
     ):
-        raise InputError(
-            "--run-id",
-            f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-', not starting with '.'",
-        )
+        return None
+    return f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
+
+
+def validate_run_id(run_id: str) -> str:
+    """A run id becomes a folder name: nothing that could escape ``--out`` or hide."""
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        raise InputError("--run-id", problem)
     return run_id
 
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from simulator.errors import InputError
+from simulator.layout import RESERVED_NAMES
+from simulator.limits import MAX_SESSION
 from simulator.yamlfile import load_mapping, parse_model
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Characters that reorder text on screen (a name could show one thing and be another)."""
 
 
-def _id_problem(value: str) -> str | None:
+def id_problem(value: str) -> str | None:
+    if value in RESERVED_NAMES:
+        return f"invalid id {value!r}: the name is reserved for the run folder's own files"
     if ID_PATTERN.fullmatch(value):
         return None
     return (
@@ -24,9 +31,39 @@ def _id_problem(value: str) -> str | None:
     )
 
 
+def _check_id(value: str) -> str:
+    problem = id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _single_line(value: str) -> str:
+    """Names and labels end up inside lines of a transcript or prompt: no line breaks, no
+    control characters, no bidi overrides, so no value can forge a ``Therapist:`` line."""
+    for char in value:
+        if char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise ValueError(
+                f"must be one line of plain text; found the character U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'a control character').lower()})"
+            )
+    return value
+
+
+def _session_number(value: int) -> int:
+    if not 1 <= value <= MAX_SESSION:
+        raise ValueError(f"session {value} is out of range: sessions are numbered 1 to {MAX_SESSION}")
+    return value
+
+
+PersonaId = Annotated[str, AfterValidator(_check_id)]
+Line = Annotated[str, AfterValidator(_single_line)]
+SessionNumber = Annotated[int, AfterValidator(_session_number)]
+
+
 def validate_id(value: str, source: Path | str | None = None) -> str:
     """Ids become folder names: refuse anything that could escape or collide."""
-    problem = _id_problem(value)
+    problem = id_problem(value)
     if problem is not None:
         raise InputError(source, problem)
     return value
@@ -44,18 +81,10 @@ TextOrList = Annotated[str | list[str], BeforeValidator(_text_or_list)]
 class _Persona(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    name: str = Field(min_length=1)
-    id: str | None = None
-    modality: str = "CBT"
+    name: Line = Field(min_length=1)
+    id: PersonaId | None = None
+    modality: Line = "CBT"
     extra: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, value: str | None) -> str | None:
-        problem = None if value is None else _id_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @property
     def key(self) -> str:
@@ -66,8 +95,8 @@ class _Persona(BaseModel):
 class Patient(_Persona):
     role: Literal["patient"]
     age: int | None = None
-    pronouns: str | None = None
-    occupation: str | None = None
+    pronouns: Line | None = None
+    occupation: Line | None = None
     presenting_problems: list[str] = Field(default_factory=list)
     background: str | None = None
     personality: str | None = None
@@ -76,7 +105,7 @@ class Patient(_Persona):
     core_beliefs: TextOrList = Field(default_factory=list)
     intermediate_beliefs: TextOrList = Field(default_factory=list)
     coping_strategies: TextOrList = Field(default_factory=list)
-    sessions: dict[int, str] = Field(default_factory=dict)
+    sessions: dict[SessionNumber, str] = Field(default_factory=dict)
 
     def notes_for(self, session_number: int) -> str | None:
         return self.sessions.get(session_number)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.config import RunConfig
-from simulator.errors import SimulatorError
+from simulator.errors import SimulatorError, StorageError
 from simulator.gcpolicy import run_collector
 from simulator.index import RunStatus
 from simulator.message_layout import Layouts
@@ -65,12 +65,12 @@ class Runner:
                 done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             await self._stop(tasks)
-            self.finish("interrupted")
+            self._finish_after_failure("interrupted")
             raise
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
         if failure is not None:
             await self._stop(list(pending))
-            self.finish("failed")
+            self._finish_after_failure("failed")
             raise failure
         ok = all(t.result() for t in tasks)
         self.finish("complete" if ok else "failed")
@@ -85,6 +85,14 @@ class Runner:
 
     def finish(self, status: RunStatus) -> None:
         self.state.finish(status, self.plan.config)
+
+    def _finish_after_failure(self, status: RunStatus) -> None:
+        """Record how the run ended, unless the disk refuses that too (full, read-only): then
+        the error that stopped the run is the one to report, and resume rebuilds run.json."""
+        try:
+            self.finish(status)
+        except StorageError:
+            return
 
     def _opening_summary(self, persona_id: str, number: int) -> str | None:
         if number == self.plan.config.start:

@@ -15,12 +15,12 @@ from typing import Any
 
 from simulator.errors import InputError, RunStateError
 from simulator.index import RunIndex
-from simulator.layout import INPUTS, LOCK_FILE, validate_run_id
+from simulator.layout import INPUTS, validate_run_id
 from simulator.personas import LoadedPersona
 from simulator.records import TokenCounts
 from simulator.session import now
 from simulator.state import RunState, load_state
-from simulator.store import RunStore
+from simulator.store import RunStore, new_folder
 
 SHARD_FREE_SETTINGS = (
     "run_id",
@@ -150,25 +150,23 @@ def merge_runs(run_dirs: list[Path], into: Path) -> RunState:
         raise InputError(into, "already exists: choose another folder to merge into")
     states = [load_state(d) for d in run_dirs]
     _check(states)
-    tmp = into.parent / f".{into.name}.merging"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copytree(states[0].store.run_dir / INPUTS, tmp / INPUTS, ignore=shutil.ignore_patterns("personas"))
-    (tmp / INPUTS / "personas").mkdir()
-    for state in states:
-        source = state.store.run_dir
-        if state.index.status == "running":
-            with state.store.lock():  # refuses while its run is still going
-                pass
-        for pid in state.index.sessions:
-            shutil.copy2(source / INPUTS / "personas" / f"{pid}.yaml", tmp / INPUTS / "personas")
-            if (source / pid).is_dir():
-                shutil.copytree(source / pid, tmp / pid, ignore=shutil.ignore_patterns(".*"))
-    data = _merged_data(states, into)
-    merged = RunState(RunIndex.parse(data), RunStore(tmp))
-    merged.save(force=True)
-    (tmp / LOCK_FILE).unlink(missing_ok=True)
-    tmp.rename(into)
+    with new_folder(into, "merged run folder") as tmp:
+        shutil.copytree(
+            states[0].store.run_dir / INPUTS, tmp / INPUTS, ignore=shutil.ignore_patterns("personas")
+        )
+        (tmp / INPUTS / "personas").mkdir()
+        for state in states:
+            source = state.store.run_dir
+            if state.index.status == "running":
+                with state.store.lock():  # refuses while its run is still going
+                    pass
+            for pid in state.index.sessions:
+                shutil.copy2(source / INPUTS / "personas" / f"{pid}.yaml", tmp / INPUTS / "personas")
+                if (source / pid).is_dir():
+                    shutil.copytree(source / pid, tmp / pid, ignore=shutil.ignore_patterns(".*"))
+        data = _merged_data(states, into)
+        merged = RunState(RunIndex.parse(data), RunStore(tmp))
+        merged.save(force=True)
     merged.store = RunStore(into)
     if not merged.store.run_file.is_file():  # pragma: no cover - rename is atomic
         raise RunStateError(into, "merge did not complete")

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import math
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from simulator import __version__
 from simulator.backends import kind
 from simulator.config import RunConfig
 from simulator.cost import estimate_cost
-from simulator.errors import InputError, RunStateError
+from simulator.errors import RunStateError
 from simulator.index import FORMAT, SESSION_STATUSES, RunIndex, RunStatus, SessionEntry
 from simulator.layout import (
     new_run_id,
@@ -37,7 +36,7 @@ from simulator.message_layout import Layout
 from simulator.plan import RunPlan
 from simulator.records import SessionRecord, TokenCounts
 from simulator.session import now
-from simulator.store import RunStore
+from simulator.store import RunStore, new_folder, on_disk
 from simulator.templates import TEMPLATE_NAMES
 
 SAVE_INTERVAL_S = 0.5
@@ -186,6 +185,18 @@ class RunState:
         for listener in self.listeners:
             listener(event)
 
+    def settled(self) -> bool:
+        """Complete on disk and in run.json, with nothing left to tidy: resume has nothing to
+        do and need not write anything (the folder may be on read-only media)."""
+        return (
+            self.index.status == "complete"
+            and all(
+                entry.status == "complete" and self.store.is_complete(pid, number)
+                for pid, number, entry in self.entries()
+            )
+            and not self.store.temporaries()
+        )
+
     def layout_changed(self, role: str, old: Layout, new: Layout, server_said: str) -> None:
         """A server refused ``old`` for ``role``: save ``new`` in the settings, so resume starts
         with it, log the change in ``layout_changes``, and tell the user (the CLI prints it)."""
@@ -281,19 +292,11 @@ def create_run(
     extra: dict[str, Any] | None = None,
 ) -> RunState:
     """Make the run folder: snapshot and run.json are written in a hidden folder that is
-    renamed into place, so a run folder either exists whole or not at all."""
+    renamed into place, so a run folder either exists whole or not at all (see
+    :func:`simulator.store.new_folder`)."""
     config = plan.config
-    run_id = validate_run_id(config.run_id or new_run_id())
+    run_id = validate_run_id(config.run_id if config.run_id is not None else new_run_id())
     run_dir = config.out / run_id
-    if run_dir.exists():
-        raise InputError(
-            run_dir, "run folder already exists: choose another --run-id, or `simulator resume` it"
-        )
-    tmp_dir = config.out / f".{run_id}.creating"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    store = RunStore(tmp_dir)
-    snapshot_inputs(plan, store)
     settings = snapshot_config(plan, run_dir).model_copy(update={"run_id": run_id})
     data: dict[str, Any] = {
         "format": FORMAT,
@@ -324,22 +327,33 @@ def create_run(
         "totals": {},
         "resumes": [],
     }
-    state = RunState(RunIndex.parse(data), store)
-    for loaded in plan.patients:
-        for number in range(config.start, config.start + config.sessions):
-            state.session(loaded.persona.key, number)
-    state.save(force=True)
-    tmp_dir.rename(run_dir)
-    state.store = RunStore(run_dir)
+    secrets = config.secrets()
+    with new_folder(run_dir) as tmp_dir:
+        store = RunStore(tmp_dir, secrets)
+        snapshot_inputs(plan, store)
+        state = RunState(RunIndex.parse(data), store)
+        for loaded in plan.patients:
+            for number in range(config.start, config.start + config.sessions):
+                state.session(loaded.persona.key, number)
+        state.save(force=True)
+    state.store = RunStore(run_dir, secrets)
     return state
 
 
 def load_state(run_dir: Path) -> RunState:
+    """A run folder's state, checked before anything is written or locked: run.json must have
+    the shape of :class:`simulator.index.RunIndex` with valid persona ids, and no symbolic
+    link may sit inside."""
     store = RunStore(run_dir)
     try:
         index = RunIndex.parse(store.read_run())
     except ValueError as exc:
         raise RunStateError(store.run_file, f"damaged run.json: {exc}") from None
+    problem = index.id_problem()
+    if problem is not None:
+        raise RunStateError(store.run_file, f"damaged run.json: {problem}")
+    with on_disk(run_dir):
+        store.check_no_links()
     index.usage = index.usage  # written from now on even when the file had none
     index.resumes = index.resumes
     return RunState(index, store)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
+from simulator import sandbox
 from simulator.errors import InputError, InputErrors
 
 TEMPLATE_NAMES = ("therapist.j2", "patient.j2", "opening.j2", "summarizer.j2", "patient_start.j2")
@@ -42,19 +42,22 @@ class Templates:
         self.paths: dict[str, Path] = {}
         for name in TEMPLATE_NAMES:
             custom = override / name if override is not None else None
+            if custom is not None and custom.exists() and not custom.is_file():
+                raise InputError(custom, "a template must be a file (this is a directory or device)")
             self.paths[name] = (
                 custom if custom is not None and custom.is_file() else default_prompts_dir() / name
             )
         self._setup({})
 
     def _setup(self, sources: dict[str, str]) -> None:
-        self.env = SandboxedEnvironment(
+        self.env = sandbox.LimitedEnvironment(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
         self.env.filters["ordinal"] = ordinal
         self._compiled: dict[str, jinja2.Template] = {}
+        self._over_limit: dict[str, InputError] = {}
         self.sources: dict[str, str] = sources
 
     def __getstate__(self) -> dict[str, Any]:
@@ -106,19 +109,38 @@ class Templates:
         return template
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
-        """Render one template; errors name the template, the line and the variable."""
+        """Render one template; errors name the template, the line and the variable.
+
+        A template that went over a resource limit once is not rendered again (each try
+        could cost the whole time budget): the same error comes back at once."""
+        if name in self._over_limit:
+            raise self._over_limit[name]
+        try:
+            return self._render(name, context)
+        except InputError as exc:
+            if isinstance(exc.__context__, sandbox.TemplateLimitError | RecursionError | MemoryError):
+                self._over_limit[name] = exc
+            raise
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
         template = self._template(name)
         path = self.paths[name]
         try:
-            return template.render(**context).strip()
+            return sandbox.render(template, context).strip()
         except jinja2.UndefinedError as exc:
             raise InputError(_where(path, exc), f"undefined template variable: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:
-            raise InputError(_where(path, exc), f"blocked by the template sandbox: {exc}") from None
+            where = path if isinstance(exc, sandbox.TemplateTimeout) else _where(path, exc)
+            raise InputError(where, f"blocked by the template sandbox: {exc}") from None
         except jinja2.TemplateError as exc:
             raise InputError(_where(path, exc), f"template error: {exc}") from None
         except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
             raise InputError(_where(path, exc), f"template error: {exc}") from None
+        except RecursionError:
+            raise InputError(path, "template error: macros call each other too deeply") from None
+        except (MemoryError, OverflowError) as exc:
+            problem = "out of memory" if isinstance(exc, MemoryError) else str(exc)
+            raise InputError(path, f"template error: it builds a value too large ({problem})") from None
 
 
 def _where(path: Path, exc: BaseException) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "error_reply",
     "hang",
     "insufficient_quota",
+    "key_echo",
     "llama_cpp_context_exceeded",
     "llama_cpp_not_found",
     "no_choices",
@@ -252,6 +253,19 @@ def drip(reply: Reply | None = None, *, every_s: float = 0.05) -> Reply:
     """``reply`` (a completion by default) with its body sent one byte every ``every_s``: each
     read gets a byte in time, so only a deadline on the whole request ends it early."""
     return (reply or completion("This reply arrives one byte at a time."))._replace(drip_s=every_s)
+
+
+def key_echo(request: RecordedRequest) -> Reply:
+    """A careless model that repeats the API key it was sent (from ``Authorization``) in its
+    reply, and ends summaries with it too: what is stored must not contain it."""
+    key = request.headers.get("authorization", "").removeprefix("Bearer ")
+    reply = default_handler(request)
+    if reply.status != 200:
+        return reply
+    return completion(
+        f"Between us, the key is {key}. {reply.body['choices'][0]['message']['content']}",
+        model=reply.body["model"],
+    )
 
 
 def default_handler(request: RecordedRequest) -> Reply:

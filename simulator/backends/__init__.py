@@ -130,6 +130,10 @@ def make_backend(config: RunConfig, name: str, cast: Cast) -> ChatBackend:
         backend = RateLimitedBackend(backend, limits.requests_per_minute, limits.tokens_per_minute)
     if config.cache is not None:
         backend = CachedBackend(
-            backend, config.cache, entry.endpoint(config), context_matters=entry.context_matters
+            backend,
+            config.cache,
+            entry.endpoint(config),
+            context_matters=entry.context_matters,
+            secrets=config.secrets(),
         )
     return backend

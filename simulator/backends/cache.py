@@ -13,11 +13,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from simulator.errors import InputError
 from simulator.protocol import ChatBackend, ChatReply, ChatRequest, Usage
+from simulator.store import redact
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -49,29 +51,68 @@ def request_key(request: ChatRequest, endpoint: str, *, context_matters: bool = 
     return hashlib.sha256(blob).hexdigest()
 
 
+_COLUMNS = ["key", "content", "model", "finish_reason", "usage", "created_at"]
+
+
+class _NotThisCache(Exception):
+    """The file is a database, but not one this cache can trust."""
+
+
 class CachedBackend:
     """A caching layer in front of another backend."""
 
     def __init__(
-        self, inner: ChatBackend, path: Path, endpoint: str, *, context_matters: bool = False
+        self,
+        inner: ChatBackend,
+        path: Path,
+        endpoint: str,
+        *,
+        context_matters: bool = False,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.inner = inner
         self.context_matters = context_matters
+        self.secrets = tuple(secrets)
         self.name = inner.name
         self.endpoint = endpoint
         self.path = path
         self._lock = threading.Lock()
+        if path.exists() and not path.is_file():
+            raise InputError(path, "cannot use as a response cache: not a file")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(path, f"cannot use as a response cache: {exc}") from None
+        try:
+            self._open()
+        except (OSError, sqlite3.Error, _NotThisCache) as exc:
+            self._db.close()
             raise InputError(path, f"cannot use as a response cache: {exc}") from None
         self.hits = 0
         self.misses = 0
         self._in_flight: dict[str, asyncio.Future[ChatReply | None]] = {}
+
+    def _open(self) -> None:
+        """Check the file before the run writes anything: SQLite, undamaged, this cache's
+        table if it has one, and every stored row readable."""
+        db = self._db
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise _NotThisCache("the database is damaged (PRAGMA quick_check failed)")
+        columns = [row[1] for row in db.execute("PRAGMA table_info(replies)")]
+        tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if columns and columns != _COLUMNS:
+            raise _NotThisCache(f"its 'replies' table has other columns ({', '.join(columns)})")
+        if not columns and tables:
+            raise _NotThisCache("it is an SQLite database of something else (no 'replies' table)")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        bad = db.execute(
+            "SELECT key FROM replies WHERE NOT json_valid(usage) OR typeof(content) != 'text' LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            raise _NotThisCache(f"the stored reply {bad[0][:12]}... is damaged (its usage is not JSON)")
 
     def _get(self, key: str) -> tuple[str, str, str | None, str] | None:
         with self._lock:
@@ -85,7 +126,7 @@ class CachedBackend:
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO replies (key, content, model, finish_reason, usage) VALUES (?, ?, ?, ?, ?)",
-                (key, reply.content, reply.model, reply.finish_reason, usage),
+                (key, redact(reply.content, self.secrets), reply.model, reply.finish_reason, usage),
             )
 
     async def complete(self, request: ChatRequest) -> ChatReply:

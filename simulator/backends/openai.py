@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -42,11 +43,14 @@ from simulator.backends.server_errors import (
     read_error,
 )
 from simulator.backends.transport import RequestTiming, http_client, timed
-from simulator.config import RetrySettings, RoleSettings, no_model_message
+from simulator.config import RetrySettings, RoleSettings, no_model_message, strip_credentials
 from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
+from simulator.limits import MAX_REPLY_TOKENS
 from simulator.protocol import ChatReply, ChatRequest, Usage
 
 __all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
+
+logger = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """The SDK's default endpoint, used when neither ``base_url`` nor $OPENAI_BASE_URL is set."""
@@ -99,7 +103,9 @@ class OpenAIBackend:
         self._key_for(self.base_url)  # no key for OpenAI itself: fail now, not mid-run
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(base_url={_display(self.base_url)!r}, api_key_env={self.api_key_env!r})"
+        return (
+            f"OpenAIBackend(base_url={strip_credentials(self.base_url)!r}, api_key_env={self.api_key_env!r})"
+        )
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         settings = request.settings
@@ -147,7 +153,7 @@ class OpenAIBackend:
         kind: type[BackendError] | None = None
         if cause.status_code == 404:
             served = await self._served_models(url)
-            message = _not_found(request.settings.model or "", _display(url), error, served)
+            message = _not_found(request.settings.model or "", strip_credentials(url), error, served)
             return BackendError(self._redact(f"{request.role}: {message}"), attempts=exc.attempts, status=404)
         if is_template_rejection(error):
             kind = TemplateRejected
@@ -210,9 +216,11 @@ class OpenAIBackend:
     def _client(self, url: str) -> openai.AsyncOpenAI:
         client = self._clients.get(url)
         if client is None:
+            # The API key is the credential: a user:password in the URL is not sent (the aiohttp
+            # transport refuses a URL's credentials beside the Authorization header).
             client = openai.AsyncOpenAI(
                 api_key=self._key_for(url),
-                base_url=url,
+                base_url=strip_credentials(url),
                 max_retries=0,
                 timeout=self.retry.timeout_s,
                 http_client=http_client(self.pool_size, self.retry.timeout_s),
@@ -234,7 +242,7 @@ class OpenAIBackend:
 
     def _describe(self, exc: BaseException, attempts: int, request: ChatRequest, url: str) -> str:
         """One readable sentence for the failure that ended the request (without the role)."""
-        shown = _display(url)
+        shown = strip_credentials(url)
         model = request.settings.model
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(exc, openai.APITimeoutError):
@@ -408,9 +416,14 @@ def _usage(raw: object) -> Usage:
 
 
 def _count(value: object) -> int:
+    """A token count from the server; one no request could have (1e300, NaN) is not believed."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    return max(int(value), 0)
+    if not 0 <= value <= MAX_REPLY_TOKENS:  # False for NaN too
+        if value > 0 or value != value:
+            logger.warning("the server reported %r tokens for one request; counted as 0", value)
+        return 0
+    return int(value)
 
 
 def _not_found(model: str, shown: str, error: ServerError, served: list[str] | None) -> str:
@@ -501,13 +514,3 @@ def _is_openai(url: str) -> bool:
 
 def _strip(url: str) -> str:
     return url.rstrip("/")
-
-
-def _display(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -26,7 +26,7 @@ from simulator.evaluate.rubrics import Rubric
 from simulator.evaluate.settings import EvalSettings
 from simulator.layout import session_stem, validate_run_id
 from simulator.personas import validate_id
-from simulator.store import RunStore, atomic_write, to_json
+from simulator.store import RunStore, atomic_write, new_folder, on_disk, to_json
 
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
@@ -59,16 +59,12 @@ class EvalFolder:
     def create(self, settings: EvalSettings, rubrics: list[Rubric]) -> None:
         """Settings and rubric snapshot go into a hidden folder renamed into place, so an
         evaluation folder exists whole or not at all."""
-        if self.path.exists():
-            raise RunStateError(self.path, "evaluation folder already exists")
-        tmp = self.path.with_name(f".{self.eval_id}.creating")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / INPUTS / "rubrics").mkdir(parents=True)
-        for rubric in rubrics:
-            shutil.copyfile(rubric.path, tmp / INPUTS / "rubrics" / f"{rubric.name}.yaml")
-            shutil.copyfile(rubric.prompt_path, tmp / INPUTS / "rubrics" / f"{rubric.name}.j2")
-        atomic_write(tmp / SETTINGS_FILE, to_json(settings.model_dump(mode="json")))
-        tmp.rename(self.path)
+        with new_folder(self.path, "evaluation folder", "choose another, or --resume it") as tmp:
+            (tmp / INPUTS / "rubrics").mkdir(parents=True)
+            for rubric in rubrics:
+                shutil.copyfile(rubric.path, tmp / INPUTS / "rubrics" / f"{rubric.name}.yaml")
+                shutil.copyfile(rubric.prompt_path, tmp / INPUTS / "rubrics" / f"{rubric.name}.j2")
+            atomic_write(tmp / SETTINGS_FILE, to_json(settings.model_dump(mode="json")))
 
     def save_settings(self, settings: EvalSettings) -> None:
         """Replace the saved settings (a judge layout the server refused), so --resume starts
@@ -102,11 +98,13 @@ class EvalFolder:
         path = self.record_path(record["rubric"], record["persona_id"], record["session_number"])
         if self.is_judged(record["rubric"], record["persona_id"], record["session_number"]):
             raise RunStateError(path, "refusing to overwrite a judged record")
-        atomic_write(path, to_json(record))
+        with on_disk(path):
+            atomic_write(path, to_json(record))
         return path
 
     def write_report(self, report: dict[str, Any]) -> None:
-        atomic_write(self.eval_file, to_json(report))
+        with on_disk(self.eval_file):
+            atomic_write(self.eval_file, to_json(report))
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -32,11 +32,10 @@ from simulator.view.charts import bar_chart, histogram
 from simulator.view.evals import read_evals
 from simulator.view.overview import build_overview
 from simulator.view.sessions import SessionView, packed, read_series
+from simulator.yamlfile import parse_yaml
 
 DEFAULT_NAME = "report.html"
 TEMPLATE = "report.html.j2"
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader where present: the pure-Python one takes ~20 ms a persona file."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def _name(path: Path, fallback: str) -> str:
     if not ID_PATTERN.fullmatch(fallback):
         return fallback
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return fallback
     name = data.get("name") if isinstance(data, dict) else None
