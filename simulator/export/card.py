@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 
 import yaml
 
+from simulator.evaluate.results import Score
 from simulator.export.example import Example
 from simulator.export.report import ExportReport, tokens
 from simulator.export.scores import Scores
 from simulator.export.source import RunSource
 from simulator.personas import LoadedPersona
-from simulator.view.evals import Score
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 WARNING = (
@@ -241,10 +241,9 @@ def _evaluation(scores: Scores, sources: Sequence[RunSource]) -> str:
         lines.append(
             f"- Run `{source.run.run_id}`, evaluation `{evaluation.eval_id}` (over the run's sessions):\n"
         )
-        overview = evaluation.overview
         rows = [
             (_measure_name(score), f"{score.mean:.3g}", _interval(score.low, score.high), score.n or "")
-            for score in [*overview.metrics, *overview.items]
+            for score in [*evaluation.metrics, *evaluation.items]
         ]
         lines.append(
             _table(("measure", "mean", "95% CI", "n"), rows) if rows else "  (no scores in eval.json)"
