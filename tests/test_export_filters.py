@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 import simulator
 from simulator.errors import InputError
 from simulator.export import formats
+from simulator.export.card import size_category
 from simulator.export.filters import REPAIR_FLAGS
 from simulator.export.options import Split
 from simulator.export.splits import assign, sizes
@@ -373,6 +375,16 @@ def test_card_fields(run_dir: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert f"{repaired} of 8 sessions ({repaired / 8:.1%}) had at least one" in card
     assert "not evaluated (`simulator evaluate` has not run)" in card
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (99_999, "10K<n<100K"), (1_000_000, "1M<n<10M")],
+)
+def test_size_categories_are_values_the_hub_accepts(count: int, expected: str) -> None:
+    """The list the ``datasets`` library validates cards with (the Hub's own values)."""
+    resource = resources.files("datasets.utils.resources") / "size_categories.json"
+    assert size_category(count) == expected and expected in json.loads(resource.read_text())
 
 
 def test_card_licence_persona_sources_and_evaluation(tmp_path: Path) -> None:
