@@ -411,6 +411,38 @@ def test_card_licence_persona_sources_and_evaluation(tmp_path: Path) -> None:
     assert "| ctrs.agenda (Agenda) | 4.1 | 3.5-4.6 | 8 |" in card
 
 
+def test_runs_sharing_a_persona_id_list_each_persona_file_and_share_its_split(tmp_path: Path) -> None:
+    """Two runs whose persona `case_7` comes from different sources under different licences:
+    the card lists both files (one row would hide the second licence), and the id still
+    keeps to one split."""
+    files = []
+    for folder, source, licence in (
+        ("a", "Patient-Ψ record 7", "MIT"),
+        ("b", "TalkDep record 7", "CC-BY-NC-4.0"),
+    ):
+        data = yaml.safe_load(MARCUS.read_text())
+        data["id"] = "case_7"
+        data["extra"].update(source=source, license=licence)
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "case_7.yaml")
+        files[-1].write_text(yaml.safe_dump(data, allow_unicode=True))
+    runs = [
+        make_run(tmp_path / "runs", run_id=f"run_{i}", personas=(f, PERSONAS / "priya_shah.yaml"), sessions=2)
+        for i, f in enumerate(files)
+    ]
+    out = tmp_path / "ds"
+    result = export(*runs, "--format", "records", "--split", "train=0.5,test=0.5", "--out", out)
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    assert "| case_7 | Marcus Thompson | 2 | Patient-Ψ record 7 | MIT |" in card
+    assert "| case_7 | Marcus Thompson | 2 | TalkDep record 7 | CC-BY-NC-4.0 |" in card
+    assert "| priya_shah | Priya Shah | 4 | hand-written persona file |" in card
+    splits = {
+        name: {r["persona_id"] for r in read_jsonl(out / f"{name}.jsonl")} for name in ("train", "test")
+    }
+    assert sorted(len(v) for v in splits.values()) == [1, 1] and not splits["train"] & splits["test"]
+
+
 def test_a_bad_licence_is_bad_input(run_dir: Path, tmp_path: Path) -> None:
     result = export(run_dir, "--format", "parquet", "--license", "MIT licence", "--out", tmp_path / "ds")
     assert result.exit_code == 2 and "bad licence 'MIT licence'" in result.output

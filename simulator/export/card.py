@@ -176,18 +176,24 @@ def _source_of(loaded: LoadedPersona) -> tuple[str, str]:
 
 
 def _personas(sources: Sequence[RunSource], examples: Sequence[Example]) -> str:
+    """One row per persona file (id and digest): runs that share a persona id share a row only
+    when the file is the same, so a second source or licence under that id is never hidden."""
     used = Counter((e.run_id, e.persona_id) for e in examples)
-    rows = []
-    seen: set[str] = set()
+    counts: Counter[tuple[str, str]] = Counter()
+    described: dict[tuple[str, str], tuple[str, str, str]] = {}
     for source in sources:
         for persona_id in source.run.persona_ids:
-            if (source.run.run_id, persona_id) not in used or persona_id in seen:
+            count = used[(source.run.run_id, persona_id)]
+            if not count:
                 continue
-            seen.add(persona_id)
-            loaded = source.persona(persona_id)
-            described, licence = _source_of(loaded)
-            count = sum(n for (_, p), n in used.items() if p == persona_id)
-            rows.append((persona_id, loaded.persona.name, count, described, licence))
+            key = (persona_id, source.run.index.inputs.personas[persona_id].digest)
+            counts[key] += count
+            if key not in described:
+                loaded = source.persona(persona_id)
+                described[key] = (loaded.persona.name, *_source_of(loaded))
+    rows = [
+        (key[0], name, counts[key], origin, licence) for key, (name, origin, licence) in described.items()
+    ]
     intro = (
         "Where each patient persona comes from. Imported personas name their source in "
         "`extra.source`; its licence applies to the persona text, and through it to the sessions.\n"
