@@ -59,7 +59,9 @@ def test_partial_and_failed_sessions_never_export(run_dir: Path, tmp_path: Path)
     left_out = {("priya_shah", 3), ("walter_kowalski", 2), ("walter_kowalski", 3)}
     assert exported_keys(out) == [k for k in ALL if k not in left_out]
     lines = summary_lines(result.output)
-    assert "  not complete (partial record): 1" in lines and "  not complete (failed): 1" in lines
+    assert (
+        "  not complete (interrupted, partial record): 1" in lines and "  not complete (failed): 1" in lines
+    )
     assert "  not complete (complete, no record): 1" in lines
 
 
@@ -487,6 +489,17 @@ def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
     result = export(tmp_path / "notes", "--format", "openai", "--out", tmp_path / "o.jsonl")
     assert result.exit_code == 2
     assert result.output == f"simulator: error: {tmp_path / 'notes'}: not a run folder (no run.json)\n"
+
+
+def test_the_folder_holding_runs_names_them(run_dir: Path, tmp_path: Path) -> None:
+    """`simulator run --out runs` makes runs/RUN_ID; `export runs` says which folders to give."""
+    result = export(run_dir.parent, "--format", "openai", "--out", tmp_path / "o.jsonl")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"simulator: error: {run_dir.parent}: not a run folder, but it holds 1 run folder(s) "
+        f"({run_dir.name}): give those as RUN_DIR\n"
+    )
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_the_same_run_twice_is_bad_input(run_dir: Path, tmp_path: Path) -> None:
