@@ -162,6 +162,31 @@ def test_min_score_reads_the_runs_evaluation(run_dir: Path, tmp_path: Path) -> N
     assert result.exit_code == 0 and exported_keys(old) == ALL
 
 
+def test_eval_picks_an_evaluation_in_each_run_that_has_it(run_dir: Path, tmp_path: Path) -> None:
+    """Evaluation ids differ from run to run: `--eval` names one in the run that has it, and
+    the other runs keep the evaluation the page shows."""
+    first, second = copy_run(run_dir, tmp_path / "a", "run_a"), copy_run(run_dir, tmp_path / "b", "run_b")
+    write_eval(first, "old_a", {k: 5.0 for k in ALL})
+    write_eval(first, "new_a", {k: 1.0 for k in ALL})
+    os.utime(first / "eval" / "old_a" / "eval.json", (1_000_000, 1_000_000))
+    write_eval(second, "only_b", {k: 4.0 for k in ALL})
+    out = tmp_path / "ds"
+    result = export(
+        first, second, "--format", "records", "--min-score", "ctrs.agenda>=4", "--eval", "old_a", "--out", out,
+        "--split", "all=1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(read_jsonl(out / "all.jsonl")) == 18
+    card = (out / "README.md").read_text()
+    assert "evaluation `old_a`" in card and "evaluation `only_b`" in card and "new_a" not in card
+    for args, message in (
+        (["--eval", "nope"], f"--eval nope: no such evaluation in {first / 'eval'}, {second / 'eval'}"),
+        (["--eval", "old_a", "--eval", "new_a"], "--eval names two evaluations of this run: old_a, new_a"),
+    ):
+        result = export(first, second, "--format", "records", *args, "--out", tmp_path / "r.jsonl")
+        assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -39,7 +39,7 @@ def export_dataset(options: ExportOptions) -> ExportReport:
         formats.require_pyarrow()
     duplicates = NearDuplicates(options.dedupe_threshold) if options.dedupe else None
     check_flag_names(options.exclude_flags, [flag for run in runs for flag in run.index.flags])
-    scores = load_scores(runs, options.eval_id)
+    scores = load_scores(runs, options.eval_ids)
     scores.check_rules(options.min_scores, runs)
     sources = [RunSource(run, options.system_file) for run in runs]
     kept, excluded = _collect(options, sources, scores, duplicates)

@@ -1,6 +1,7 @@
 """Evaluation scores for the export: each run's evaluation as ``simulator view`` shows it
-(:func:`simulator.evaluate.results.read_evals`, the one reader of eval.json), or the one
-``--eval EVAL_ID`` names. A run without one simply has no scores.
+(:func:`simulator.evaluate.results.read_evals`, the one reader of eval.json), or the one an
+``--eval EVAL_ID`` names (repeatable: evaluation ids differ from run to run). A run without
+one simply has no scores.
 
 ``--min-score`` reads each session's ``scores`` from it, the dataset card its summary rows.
 """
@@ -53,27 +54,31 @@ class Scores:
                 )
 
 
-def load_scores(runs: list[Run], eval_id: str | None) -> Scores:
-    scores = Scores()
-    for run in runs:
-        evaluation = _evaluation(run, eval_id)
-        if evaluation is not None:
-            scores.evaluations[run.run_id] = evaluation
-    return scores
-
-
-def _evaluation(run: Run, eval_id: str | None) -> EvalOverview | None:
-    """The evaluation the page shows, or ``--eval``'s; one that cannot be read is bad input."""
-    if eval_id is None:
-        evaluation = read_evals(run.path)
-    else:
+def load_scores(runs: list[Run], eval_ids: tuple[str, ...]) -> Scores:
+    """Each run's evaluation: the one of ``eval_ids`` (``--eval``, repeatable) the run holds,
+    else the one the page shows. Every id given must name an evaluation of some run, and no
+    run may hold two of them."""
+    for eval_id in eval_ids:
         if not EVAL_ID.fullmatch(eval_id):
             raise InputError("--eval", f"invalid evaluation id {eval_id!r}: a folder name under RUN_DIR/eval")
-        path = run.path / EVAL_DIR / eval_id / EVAL_FILE
-        if not path.is_file():
-            raise InputError(path, f"--eval {eval_id}: no such evaluation in this run")
-        evaluation = read_eval(path)
-    if evaluation is not None and evaluation.unreadable is not None:
-        path = run.path / EVAL_DIR / evaluation.eval_id / EVAL_FILE
-        raise InputError(path, f"evaluation {evaluation.unreadable}")
-    return evaluation
+    unused = set(eval_ids)
+    scores = Scores()
+    for run in runs:
+        chosen = [i for i in eval_ids if (run.path / EVAL_DIR / i / EVAL_FILE).is_file()]
+        if len(chosen) > 1:
+            raise InputError(
+                run.path / EVAL_DIR, f"--eval names two evaluations of this run: {', '.join(chosen)}"
+            )
+        unused -= set(chosen)
+        evaluation = (
+            read_eval(run.path / EVAL_DIR / chosen[0] / EVAL_FILE) if chosen else read_evals(run.path)
+        )
+        if evaluation is not None and evaluation.unreadable is not None:
+            path = run.path / EVAL_DIR / evaluation.eval_id / EVAL_FILE
+            raise InputError(path, f"evaluation {evaluation.unreadable}")
+        if evaluation is not None:
+            scores.evaluations[run.run_id] = evaluation
+    if unused:
+        where = ", ".join(str(run.path / EVAL_DIR) for run in runs)
+        raise InputError(None, f"--eval {sorted(unused)[0]}: no such evaluation in {where}")
+    return scores
