@@ -404,6 +404,19 @@ def test_card_fields(run_dir: Path, tmp_path: Path) -> None:
     assert "not evaluated (`simulator evaluate` has not run)" in card
 
 
+def test_the_card_names_a_few_runs_and_counts_many(run_dir: Path, tmp_path: Path) -> None:
+    """An export of many shards would otherwise carry every run id in its title."""
+    runs = [copy_run(run_dir, tmp_path / f"r{i}", f"shard_{i}") for i in range(4)]
+    for given, title in (
+        (runs[:2], "simulator sessions (shard_0, shard_1)"),
+        (runs, "simulator sessions (4 runs)"),
+    ):
+        out = tmp_path / f"ds{len(given)}"
+        assert export(*given, "--format", "parquet", "--out", out).exit_code == 0
+        card = (out / "README.md").read_text()
+        assert front_matter(card)["pretty_name"] == title and f"\n# {title}\n" in card
+
+
 @pytest.mark.parametrize(
     ("count", "expected"),
     [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (99_999, "10K<n<100K"), (1_000_000, "1M<n<10M")],

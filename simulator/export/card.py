@@ -38,6 +38,7 @@ NO_LICENSE = (
     "sharing, compatible with the persona sources above."
 )
 NOT_RECORDED = "not recorded in the persona file"
+NAMED_RUNS = 3
 
 
 def size_category(count: int) -> str:
@@ -47,13 +48,19 @@ def size_category(count: int) -> str:
     return "100M<n<1B"
 
 
+def pretty_name(report: ExportReport) -> str:
+    """The runs by id, up to ``NAMED_RUNS`` of them (an export of many shards gets a count)."""
+    runs = sorted({e.run_id for v in report.splits.values() for e in v})
+    return f"simulator sessions ({', '.join(runs) if len(runs) <= NAMED_RUNS else f'{len(runs)} runs'})"
+
+
 def front_matter(report: ExportReport) -> dict[str, object]:
     o = report.options
     tags = ["synthetic", "therapy", "dialogue", "simulator"]
     return {
         "license": o.license or "other",
         "language": ["en"],
-        "pretty_name": f"simulator sessions ({', '.join(sorted({e.run_id for v in report.splits.values() for e in v}))})",
+        "pretty_name": pretty_name(report),
         "task_categories": ["text-generation"],
         "task_ids": ["dialogue-modeling"],
         "tags": tags,
