@@ -13,6 +13,7 @@ import yaml
 
 from simulator.evaluate.results import Score
 from simulator.export.example import Example
+from simulator.export.features import record_features
 from simulator.export.report import ExportReport, tokens
 from simulator.export.scores import Scores
 from simulator.export.source import RunSource
@@ -57,6 +58,7 @@ def pretty_name(report: ExportReport) -> str:
 def front_matter(report: ExportReport) -> dict[str, object]:
     o = report.options
     tags = ["synthetic", "therapy", "dialogue", "simulator"]
+    typed = {"dataset_info": {"features": record_features()}} if o.fmt == "records" else {}
     return {
         "license": o.license or "other",
         "language": ["en"],
@@ -71,6 +73,7 @@ def front_matter(report: ExportReport) -> dict[str, object]:
                 "data_files": [{"split": name, "path": report.files[name]} for name in report.splits],
             }
         ],
+        **typed,
     }
 
 
