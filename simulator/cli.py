@@ -297,7 +297,12 @@ def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
 )
 @click.option("--min-messages", type=click.IntRange(min=1), help="Leave out sessions with fewer messages.")
 @click.option("--min-score", multiple=True, help="RUBRIC.ITEM>=X from RUN_DIR/eval (repeatable).")
-@click.option("--eval", "eval_id", help="Evaluation to read (default: the latest in RUN_DIR/eval).")
+@click.option(
+    "--eval",
+    "eval_ids",
+    multiple=True,
+    help="Evaluation to read in the run that has it (repeatable; default: the one `simulator view` shows).",
+)
 @click.option("--dedupe", is_flag=True, help="Drop sessions that nearly duplicate an earlier one.")
 @click.option(
     "--dedupe-threshold",

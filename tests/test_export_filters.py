@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 import simulator
 from simulator.errors import InputError
 from simulator.export import formats
+from simulator.export.card import size_category
 from simulator.export.filters import REPAIR_FLAGS
 from simulator.export.options import Split
 from simulator.export.splits import assign, sizes
@@ -57,7 +59,9 @@ def test_partial_and_failed_sessions_never_export(run_dir: Path, tmp_path: Path)
     left_out = {("priya_shah", 3), ("walter_kowalski", 2), ("walter_kowalski", 3)}
     assert exported_keys(out) == [k for k in ALL if k not in left_out]
     lines = summary_lines(result.output)
-    assert "  not complete (partial record): 1" in lines and "  not complete (failed): 1" in lines
+    assert (
+        "  not complete (interrupted, partial record): 1" in lines and "  not complete (failed): 1" in lines
+    )
     assert "  not complete (complete, no record): 1" in lines
 
 
@@ -156,6 +160,31 @@ def test_min_score_reads_the_runs_evaluation(run_dir: Path, tmp_path: Path) -> N
         old,
     )
     assert result.exit_code == 0 and exported_keys(old) == ALL
+
+
+def test_eval_picks_an_evaluation_in_each_run_that_has_it(run_dir: Path, tmp_path: Path) -> None:
+    """Evaluation ids differ from run to run: `--eval` names one in the run that has it, and
+    the other runs keep the evaluation the page shows."""
+    first, second = copy_run(run_dir, tmp_path / "a", "run_a"), copy_run(run_dir, tmp_path / "b", "run_b")
+    write_eval(first, "old_a", {k: 5.0 for k in ALL})
+    write_eval(first, "new_a", {k: 1.0 for k in ALL})
+    os.utime(first / "eval" / "old_a" / "eval.json", (1_000_000, 1_000_000))
+    write_eval(second, "only_b", {k: 4.0 for k in ALL})
+    out = tmp_path / "ds"
+    result = export(
+        first, second, "--format", "records", "--min-score", "ctrs.agenda>=4", "--eval", "old_a", "--out", out,
+        "--split", "all=1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(read_jsonl(out / "all.jsonl")) == 18
+    card = (out / "README.md").read_text()
+    assert "evaluation `old_a`" in card and "evaluation `only_b`" in card and "new_a" not in card
+    for args, message in (
+        (["--eval", "nope"], f"--eval nope: no such evaluation in {first / 'eval'}, {second / 'eval'}"),
+        (["--eval", "old_a", "--eval", "new_a"], "--eval names two evaluations of this run: old_a, new_a"),
+    ):
+        result = export(first, second, "--format", "records", *args, "--out", tmp_path / "r.jsonl")
+        assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -375,6 +404,29 @@ def test_card_fields(run_dir: Path, tmp_path: Path) -> None:
     assert "not evaluated (`simulator evaluate` has not run)" in card
 
 
+def test_the_card_names_a_few_runs_and_counts_many(run_dir: Path, tmp_path: Path) -> None:
+    """An export of many shards would otherwise carry every run id in its title."""
+    runs = [copy_run(run_dir, tmp_path / f"r{i}", f"shard_{i}") for i in range(4)]
+    for given, title in (
+        (runs[:2], "simulator sessions (shard_0, shard_1)"),
+        (runs, "simulator sessions (4 runs)"),
+    ):
+        out = tmp_path / f"ds{len(given)}"
+        assert export(*given, "--format", "parquet", "--out", out).exit_code == 0
+        card = (out / "README.md").read_text()
+        assert front_matter(card)["pretty_name"] == title and f"\n# {title}\n" in card
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (99_999, "10K<n<100K"), (1_000_000, "1M<n<10M")],
+)
+def test_size_categories_are_values_the_hub_accepts(count: int, expected: str) -> None:
+    """The list the ``datasets`` library validates cards with (the Hub's own values)."""
+    resource = resources.files("datasets.utils.resources") / "size_categories.json"
+    assert size_category(count) == expected and expected in json.loads(resource.read_text())
+
+
 def test_card_licence_persona_sources_and_evaluation(tmp_path: Path) -> None:
     data = yaml.safe_load(MARCUS.read_text())
     data["id"] = "psi_case_7"
@@ -397,6 +449,38 @@ def test_card_licence_persona_sources_and_evaluation(tmp_path: Path) -> None:
     assert "evaluation `e1`" in card
     assert "| natural_end_share | 0.89 | 0.67-1 | 9 |" in card
     assert "| ctrs.agenda (Agenda) | 4.1 | 3.5-4.6 | 8 |" in card
+
+
+def test_runs_sharing_a_persona_id_list_each_persona_file_and_share_its_split(tmp_path: Path) -> None:
+    """Two runs whose persona `case_7` comes from different sources under different licences:
+    the card lists both files (one row would hide the second licence), and the id still
+    keeps to one split."""
+    files = []
+    for folder, source, licence in (
+        ("a", "Patient-Ψ record 7", "MIT"),
+        ("b", "TalkDep record 7", "CC-BY-NC-4.0"),
+    ):
+        data = yaml.safe_load(MARCUS.read_text())
+        data["id"] = "case_7"
+        data["extra"].update(source=source, license=licence)
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "case_7.yaml")
+        files[-1].write_text(yaml.safe_dump(data, allow_unicode=True))
+    runs = [
+        make_run(tmp_path / "runs", run_id=f"run_{i}", personas=(f, PERSONAS / "priya_shah.yaml"), sessions=2)
+        for i, f in enumerate(files)
+    ]
+    out = tmp_path / "ds"
+    result = export(*runs, "--format", "records", "--split", "train=0.5,test=0.5", "--out", out)
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    assert "| case_7 | Marcus Thompson | 2 | Patient-Ψ record 7 | MIT |" in card
+    assert "| case_7 | Marcus Thompson | 2 | TalkDep record 7 | CC-BY-NC-4.0 |" in card
+    assert "| priya_shah | Priya Shah | 4 | hand-written persona file |" in card
+    splits = {
+        name: {r["persona_id"] for r in read_jsonl(out / f"{name}.jsonl")} for name in ("train", "test")
+    }
+    assert sorted(len(v) for v in splits.values()) == [1, 1] and not splits["train"] & splits["test"]
 
 
 def test_a_bad_licence_is_bad_input(run_dir: Path, tmp_path: Path) -> None:
@@ -443,6 +527,17 @@ def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
     result = export(tmp_path / "notes", "--format", "openai", "--out", tmp_path / "o.jsonl")
     assert result.exit_code == 2
     assert result.output == f"simulator: error: {tmp_path / 'notes'}: not a run folder (no run.json)\n"
+
+
+def test_the_folder_holding_runs_names_them(run_dir: Path, tmp_path: Path) -> None:
+    """`simulator run --out runs` makes runs/RUN_ID; `export runs` says which folders to give."""
+    result = export(run_dir.parent, "--format", "openai", "--out", tmp_path / "o.jsonl")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"simulator: error: {run_dir.parent}: not a run folder, but it holds 1 run folder(s) "
+        f"({run_dir.name}): give those as RUN_DIR\n"
+    )
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_the_same_run_twice_is_bad_input(run_dir: Path, tmp_path: Path) -> None:

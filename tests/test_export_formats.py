@@ -35,12 +35,15 @@ import yaml
 
 from simulator.config import RunConfig
 from simulator.export.chat import OPENING_LABEL
+from simulator.export.options import Split
+from simulator.export.splits import assign
 from simulator.personas import load_persona, load_therapist
 from simulator.plan import RunPlan
 from simulator.reader import read_run
 from simulator.records import SessionRecord
 from simulator.templates import Templates
 from tests import chat_templates
+from tests.conftest import PERSONAS, invoke
 from tests.exportkit import PATIENTS, export, make_run, read_jsonl, session_json
 
 OPENAI_ROLES = {"system", "user", "assistant", "function"}
@@ -361,6 +364,37 @@ def test_the_card_configs_are_what_datasets_loads_from_the_folder(
     assert dataset["train"].num_rows + dataset["test"].num_rows == 9
     train, test = ({r["persona_id"] for r in dataset[s]} for s in ("train", "test"))
     assert train and test and not train & test
+
+
+def test_a_records_folder_loads_with_datasets_when_a_split_has_only_nulls_in_a_field(
+    tmp_path: Path, load_dataset: Callable[..., Any]
+) -> None:
+    """`datasets` types the first split on its own and casts the others to it: a run made
+    without --seed (seed null in every session) in the first split, a seeded run in the second,
+    failed the whole load ("Couldn't cast array of type int64 to null") until the card
+    declared the record's features."""
+    result = invoke(
+        "run", PERSONAS / "walter_kowalski.yaml", "--sessions", "2", "--backend", "offline",
+        "--out", tmp_path, "--run-id", "unseeded", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    seeded = make_run(tmp_path, "seeded", personas=(PERSONAS / "priya_shah.yaml",), sessions=2)
+    splits = (Split("first", 0.5), Split("second", 0.5))
+    seed = next(s for s in range(50) if assign(["walter_kowalski", "priya_shah"], splits, s, "persona") == {
+        "walter_kowalski": "first", "priya_shah": "second"
+    })  # fmt: skip
+    out = tmp_path / "ds"
+    result = export(
+        tmp_path / "unseeded", seeded, "--format", "records", "--split", "first=0.5,second=0.5",
+        "--split-seed", str(seed), "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "&id" not in (out / "README.md").read_text()  # no YAML anchors: each field written out
+    dataset = load_dataset(str(out))
+    assert [(r["persona_id"], r["seed"]) for r in dataset["first"]] == [("walter_kowalski", None)] * 2
+    assert [(r["persona_id"], r["seed"]) for r in dataset["second"]] == [("priya_shah", 1)] * 2
+    records = read_jsonl(out / "second.jsonl")
+    assert [r["messages"] for r in dataset["second"]] == [r["messages"] for r in records]
 
 
 def test_parquet_without_pyarrow_says_how_to_install_it(

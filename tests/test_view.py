@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from simulator.evaluate.results import summarize_eval
 from simulator.reader import read_run
-from simulator.view.evals import summarize_eval
 from simulator.view.sessions import end_phrase_span, packed, unpacked
 from tests.conftest import MARCUS, PERSONAS, invoke
 from tests.judgekit import JudgeModel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 from simulator.errors import InputError
 from simulator.export import formats
@@ -24,6 +25,7 @@ from simulator.export.report import ExportReport
 from simulator.export.scores import Scores, load_scores
 from simulator.export.source import RunSource
 from simulator.export.splits import DEFAULT_SPLIT, SESSION_SPLIT_WARNING, assign
+from simulator.layout import RUN_FILE
 from simulator.reader import Run, read_run
 from simulator.records import SessionRecord
 
@@ -37,7 +39,7 @@ def export_dataset(options: ExportOptions) -> ExportReport:
         formats.require_pyarrow()
     duplicates = NearDuplicates(options.dedupe_threshold) if options.dedupe else None
     check_flag_names(options.exclude_flags, [flag for run in runs for flag in run.index.flags])
-    scores = load_scores(runs, options.eval_id)
+    scores = load_scores(runs, options.eval_ids)
     scores.check_rules(options.min_scores, runs)
     sources = [RunSource(run, options.system_file) for run in runs]
     kept, excluded = _collect(options, sources, scores, duplicates)
@@ -79,11 +81,25 @@ def _collect(
 def _open_runs(options: ExportOptions) -> list[Run]:
     runs: list[Run] = []
     for path in options.run_dirs:
+        _check_not_a_parent(path)
         run = read_run(path)
         if any(r.run_id == run.run_id for r in runs):
             raise InputError(path, f"run {run.run_id!r} is given twice")
         runs.append(run)
     return runs
+
+
+def _check_not_a_parent(path: Path) -> None:
+    """``simulator run --out runs`` makes ``runs/RUN_ID``: given ``runs``, name the run folders."""
+    if not path.is_dir() or (path / RUN_FILE).exists():
+        return
+    inside = sorted(child.name for child in path.iterdir() if (child / RUN_FILE).is_file())
+    if inside:
+        shown = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+        raise InputError(
+            path,
+            f"not a run folder, but it holds {len(inside)} run folder(s) ({shown}): give those as RUN_DIR",
+        )
 
 
 def _examples(

@@ -64,7 +64,7 @@ class SessionFilter:
         if record is None:
             return f"not complete ({session.entry.status}, no record)"
         if session.partial:
-            return "not complete (partial record)"
+            return f"not complete ({session.entry.status}, partial record)"
         if not session.complete:
             return f"not complete ({record.status})"
         termination = record.termination.reason if record.termination is not None else "none"

@@ -61,7 +61,7 @@ class ExportOptions:
     exclude_flags: tuple[str, ...] = ()
     min_messages: int | None = None
     min_scores: tuple[ScoreRule, ...] = ()
-    eval_id: str | None = None
+    eval_ids: tuple[str, ...] = ()
     dedupe: bool = False
     dedupe_threshold: float = DEFAULT_DEDUPE_THRESHOLD
     splits: tuple[Split, ...] = ()

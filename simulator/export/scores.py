@@ -1,60 +1,37 @@
-"""Evaluation scores for the export, read from ``RUN_DIR/eval/EVAL_ID/eval.json`` when
-``simulator evaluate`` has run; a run without one simply has no scores.
+"""Evaluation scores for the export: each run's evaluation as ``simulator view`` shows it
+(:func:`simulator.evaluate.results.read_evals`, the one reader of eval.json), or the one an
+``--eval EVAL_ID`` names (repeatable: evaluation ids differ from run to run). A run without
+one simply has no scores.
 
-Fields read (the format is ``simulator evaluate``'s, documented in the README; nothing else
-is relied on, and a value of another shape is skipped):
-
-- ``sessions[]``: ``persona_id``, ``session_number``, and ``scores``: ``{rubric: {item: S}}``
-  where S is a number (or an object with a numeric ``score``), for ``--min-score``;
-- ``summary.metrics[NAME]`` and ``summary.items[RUBRIC][ITEM]`` (``mean``, ``ci95``, ``n``,
-  ``label``) for the dataset card, through ``simulator.view.evals.summarize_eval``, the reader
-  the run page uses.
-
-Without ``--eval EVAL_ID`` the evaluation is the newest ``eval.json`` by modification time (as
-``simulator view`` picks it, so the card and the page show the same scores).
+``--min-score`` reads each session's ``scores`` from it, the dataset card its summary rows.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from simulator.errors import InputError
+from simulator.evaluate.folder import EVAL_DIR, EVAL_FILE
+from simulator.evaluate.results import EvalOverview, read_eval, read_evals
 from simulator.export.options import ScoreRule
 from simulator.reader import Run
-from simulator.view.evals import EvalOverview, as_mapping, summarize_eval
 
-EVAL_DIR = "eval"
-EVAL_FILE = "eval.json"
 EVAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """An evaluation id is a folder name: nothing that could climb out of ``RUN_DIR/eval``."""
-
-
-@dataclass
-class Evaluation:
-    run_id: str
-    eval_id: str
-    path: Path
-    sessions: dict[tuple[str, int], dict[str, float]]
-    overview: EvalOverview
-    """The summary rows, read as ``simulator view`` reads them (one reader of eval.json's summary)."""
 
 
 @dataclass
 class Scores:
     """Every run's evaluation, by run id."""
 
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    evaluations: dict[str, EvalOverview] = field(default_factory=dict)
 
     def score(self, run_id: str, persona_id: str, number: int, key: str) -> float | None:
         evaluation = self.evaluations.get(run_id)
         if evaluation is None:
             return None
-        return evaluation.sessions.get((persona_id, number), {}).get(key)
+        return evaluation.session_scores.get((persona_id, number), {}).get(key)
 
     def check_rules(self, rules: tuple[ScoreRule, ...], runs: list[Run]) -> None:
         """``--min-score`` needs an evaluation and an item that some session was scored on."""
@@ -66,7 +43,9 @@ class Scores:
             raise InputError(
                 where, f"--min-score needs scores: run `simulator evaluate {missing[0].path}` first"
             )
-        known = sorted({key for e in self.evaluations.values() for s in e.sessions.values() for key in s})
+        known = sorted(
+            {key for e in self.evaluations.values() for s in e.session_scores.values() for key in s}
+        )
         for rule in rules:
             if rule.key not in known:
                 listed = ", ".join(known) or "none"
@@ -75,57 +54,31 @@ class Scores:
                 )
 
 
-def load_scores(runs: list[Run], eval_id: str | None) -> Scores:
-    scores = Scores()
-    for run in runs:
-        path = _eval_file(run, eval_id)
-        if path is not None:
-            scores.evaluations[run.run_id] = _read(run.run_id, path)
-    return scores
-
-
-def _eval_file(run: Run, eval_id: str | None) -> Path | None:
-    folder = run.path / EVAL_DIR
-    if eval_id is not None:
+def load_scores(runs: list[Run], eval_ids: tuple[str, ...]) -> Scores:
+    """Each run's evaluation: the one of ``eval_ids`` (``--eval``, repeatable) the run holds,
+    else the one the page shows. Every id given must name an evaluation of some run, and no
+    run may hold two of them."""
+    for eval_id in eval_ids:
         if not EVAL_ID.fullmatch(eval_id):
             raise InputError("--eval", f"invalid evaluation id {eval_id!r}: a folder name under RUN_DIR/eval")
-        path = folder / eval_id / EVAL_FILE
-        if not path.is_file():
-            raise InputError(path, f"--eval {eval_id}: no such evaluation in this run")
-        return path
-    found = [p for p in folder.glob(f"*/{EVAL_FILE}") if p.is_file()] if folder.is_dir() else []
-    return max(found, key=lambda p: (p.stat().st_mtime_ns, p.parent.name), default=None)
-
-
-def _read(run_id: str, path: Path) -> Evaluation:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"unreadable evaluation: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "unreadable evaluation: not a JSON object")
-    sessions: dict[tuple[str, int], dict[str, float]] = {}
-    for entry in data.get("sessions") or []:
-        if not isinstance(entry, dict):
-            continue
-        persona, number = entry.get("persona_id"), entry.get("session_number")
-        if isinstance(persona, str) and isinstance(number, int):
-            sessions[(persona, number)] = _session_scores(entry.get("scores"))
-    eval_id = path.parent.name
-    return Evaluation(run_id, eval_id, path, sessions, summarize_eval(eval_id, data))
-
-
-def _session_scores(scores: Any) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for rubric, items in as_mapping(scores).items():
-        for item, value in as_mapping(items).items():
-            number = _number(value.get("score") if isinstance(value, dict) else value)
-            if number is not None:
-                found[f"{rubric}.{item}"] = number
-    return found
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    unused = set(eval_ids)
+    scores = Scores()
+    for run in runs:
+        chosen = [i for i in eval_ids if (run.path / EVAL_DIR / i / EVAL_FILE).is_file()]
+        if len(chosen) > 1:
+            raise InputError(
+                run.path / EVAL_DIR, f"--eval names two evaluations of this run: {', '.join(chosen)}"
+            )
+        unused -= set(chosen)
+        evaluation = (
+            read_eval(run.path / EVAL_DIR / chosen[0] / EVAL_FILE) if chosen else read_evals(run.path)
+        )
+        if evaluation is not None and evaluation.unreadable is not None:
+            path = run.path / EVAL_DIR / evaluation.eval_id / EVAL_FILE
+            raise InputError(path, f"evaluation {evaluation.unreadable}")
+        if evaluation is not None:
+            scores.evaluations[run.run_id] = evaluation
+    if unused:
+        where = ", ".join(str(run.path / EVAL_DIR) for run in runs)
+        raise InputError(None, f"--eval {sorted(unused)[0]}: no such evaluation in {where}")
+    return scores

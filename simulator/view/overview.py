@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.evaluate.results import as_mapping
 from simulator.index import RunIndex
-from simulator.view.evals import as_mapping
 from simulator.view.sessions import SessionView
 
 ROLES = ("therapist", "patient", "summarizer")

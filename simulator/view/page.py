@@ -25,11 +25,11 @@ from markupsafe import Markup
 
 from simulator import __version__
 from simulator.errors import InputError
+from simulator.evaluate.results import read_evals
 from simulator.personas import ID_PATTERN
 from simulator.reader import Run, read_run
 from simulator.store import atomic_write
 from simulator.view.charts import bar_chart, histogram
-from simulator.view.evals import read_evals
 from simulator.view.overview import build_overview
 from simulator.view.sessions import SessionView, packed, read_series
 from simulator.yamlfile import parse_yaml

@@ -1,8 +1,9 @@
-"""Evaluation scores for the overview, read defensively from ``RUN_DIR/eval/*/eval.json``.
+"""eval.json read back, defensively: the one reader of ``RUN_DIR/eval/*/eval.json`` for the
+run page (``simulator view``) and the dataset card and ``--min-score`` (``simulator export``).
 
-``simulator evaluate`` writes those files. The page shows the newest one (by modification
-time) that has judge scores, else the newest, so a later metrics-only evaluation never hides a
-judged one. It reads only these fields, tolerating any other shape:
+``simulator evaluate`` writes those files. The evaluation shown is the newest one (by
+modification time) that has judge scores, else the newest, so a later metrics-only evaluation
+never hides a judged one. It reads only these fields, tolerating any other shape:
 
 - ``status``, ``judge.model``, ``judge.repeats``, ``skipped`` (sessions not evaluated);
 - ``summary.items[RUBRIC][ITEM]``: ``mean``, ``ci95`` (``[low, high]``), ``n``, ``label``,
@@ -11,7 +12,9 @@ judged one. It reads only these fields, tolerating any other shape:
 - ``summary.metrics[NAME]``: ``mean``, ``ci95`` and ``n`` of each model-free metric
   (``natural_end_share``, ``therapist_question_share``, ...);
 - when ``summary`` lacks them, per session ``scores[RUBRIC][ITEM]`` (a number, or an object
-  with a numeric ``score``) and ``natural_end`` / ``therapist_question_share``, averaged here.
+  with a numeric ``score``) and ``natural_end`` / ``therapist_question_share``, averaged here;
+- per session ``persona_id``, ``session_number`` and ``scores[RUBRIC][ITEM]``: each session's
+  scores (``--min-score``).
 
 A value that is not a finite number is skipped; a file that cannot be read becomes a note.
 """
@@ -24,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.evaluate.folder import EVAL_DIR, EVAL_FILE
 from simulator.evaluate.metrics import METRIC_NAMES
-
-EVAL_DIR = "eval"
-EVAL_FILE = "eval.json"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class EvalOverview:
     """The judge model and its repeats, when a judge scored this evaluation."""
     skipped: int = 0
     """Sessions of the run that were not complete, so not evaluated."""
+    session_scores: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    """(persona id, session number) -> ``RUBRIC.ITEM`` -> score."""
+    unreadable: str | None = None
+    """Why the file could not be read (then nothing else is set)."""
 
 
 def _number(value: Any) -> float | None:
@@ -117,6 +122,16 @@ def _averaged(group_values: dict[tuple[str, str], list[float]]) -> list[Score]:
     ]
 
 
+def _scores(session: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """A session's ``scores[RUBRIC][ITEM]``: (rubric, item) -> score."""
+    found: dict[tuple[str, str], float] = {}
+    for rubric, items in as_mapping(session.get("scores")).items():
+        for item, score in as_mapping(items).items():
+            if (value := _number(score)) is not None:
+                found[(str(rubric), str(item))] = value
+    return found
+
+
 def _from_sessions(sessions: list[dict[str, Any]]) -> tuple[list[Score], list[Score]]:
     """Means computed here when the summary does not give them."""
     scores: dict[tuple[str, str], list[float]] = {}
@@ -127,19 +142,27 @@ def _from_sessions(sessions: list[dict[str, Any]]) -> tuple[list[Score], list[Sc
         share = _number(session.get("therapist_question_share"))
         if share is not None:
             metrics.setdefault(("metric", "therapist_question_share"), []).append(share)
-        for rubric, items in as_mapping(session.get("scores")).items():
-            for item, score in as_mapping(items).items():
-                value = _number(score)
-                if value is not None:
-                    scores.setdefault((str(rubric), str(item)), []).append(value)
+        for key, value in _scores(session).items():
+            scores.setdefault(key, []).append(value)
     return _averaged(scores), _averaged(metrics)
+
+
+def _session_scores(sessions: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, float]]:
+    """(persona id, session number) -> ``RUBRIC.ITEM`` -> score, for sessions that name both."""
+    found: dict[tuple[str, int], dict[str, float]] = {}
+    for session in sessions:
+        persona, number = session.get("persona_id"), session.get("session_number")
+        if isinstance(persona, str) and isinstance(number, int) and not isinstance(number, bool):
+            found[(persona, number)] = {f"{r}.{i}": v for (r, i), v in _scores(session).items()}
+    return found
 
 
 def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
     """The rows of one ``eval.json``."""
     view = EvalOverview(eval_id)
     if not isinstance(data, dict):
-        view.notes.append(f"{eval_id}/{EVAL_FILE}: not a JSON object")
+        view.unreadable = "not a JSON object"
+        view.notes.append(f"{eval_id}/{EVAL_FILE}: {view.unreadable}")
         return view
     sessions = [s for s in data.get("sessions") or [] if isinstance(s, dict)]
     summary = as_mapping(data.get("summary"))
@@ -159,6 +182,7 @@ def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
         for name, entry in as_mapping(summary.get("metrics")).items()
         if (score := _summary_score("metric", str(name), entry)) is not None
     ]
+    view.session_scores = _session_scores(sessions)
     items, metrics = _from_sessions(sessions)
     view.items = view.items or items
     view.metrics = view.metrics or metrics
@@ -168,13 +192,14 @@ def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
     return view
 
 
-def _read(path: Path) -> EvalOverview:
+def read_eval(path: Path) -> EvalOverview:
+    """One ``eval.json``; a file that cannot be read gives an overview with ``unreadable`` set."""
     eval_id = path.parent.name
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        view = EvalOverview(eval_id)
-        view.notes.append(f"{eval_id}/{EVAL_FILE}: unreadable ({exc})")
+        view = EvalOverview(eval_id, unreadable=f"unreadable ({exc})")
+        view.notes.append(f"{eval_id}/{EVAL_FILE}: {view.unreadable}")
         return view
     return summarize_eval(eval_id, data)
 
@@ -185,11 +210,11 @@ def read_evals(run_dir: Path) -> EvalOverview | None:
     files = sorted((run_dir / EVAL_DIR).glob(f"*/{EVAL_FILE}"), key=lambda p: (p.stat().st_mtime, p.name))
     if not files:
         return None
-    newest = chosen = _read(files[-1])
+    newest = chosen = read_eval(files[-1])
     for path in reversed(files[:-1]):
         if chosen.items:
             break
-        chosen = _read(path)
+        chosen = read_eval(path)
     if not chosen.items:
         chosen = newest
     if len(files) > 1:
