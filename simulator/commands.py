@@ -269,10 +269,8 @@ async def replay(
         if config_file is not None
         else {}
     )
-    given = {k: v for k, v in flags.items() if v is not None}
-    merged = {**inherited, **from_file, **given, "start": session_number}
-    merged.setdefault("sessions", 1)
-    config = load_config(None, merged)
+    base = {"sessions": 1, **inherited, **from_file, "start": session_number}
+    config = load_config(None, flags, settings=base)
     plan = load_plan(config, [persona_file(run_dir, persona_id)])
     plan.first_summary = previous
     if backend is not None:

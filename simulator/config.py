@@ -9,15 +9,24 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from simulator.endings import DEFAULT_PATIENT_END_PHRASES, DEFAULT_THERAPIST_END_PHRASES, compile_phrases
+from simulator.errors import InputError, InputErrors
 from simulator.guards import DEFAULT_REPETITION_THRESHOLD
 from simulator.layout import run_id_problem
 from simulator.limits import MAX_SESSION
 from simulator.message_layout import Layout
 from simulator.protocol import Role
-from simulator.yamlfile import load_mapping, parse_model
+from simulator.yamlfile import load_mapping, validation_errors
 
 ROLES: tuple[Role, ...] = ("therapist", "patient", "summarizer")
 DEFAULT_MAX_TOKENS = {"therapist": 512, "patient": 512, "summarizer": 1024}
@@ -291,8 +300,12 @@ def no_model_message(roles: Sequence[str]) -> str:
     return f"no model set for the {', '.join(roles)}: pass --model or {flags}, or set {keys} in the config"
 
 
-def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
-    """Defaults, then the config file, then flags that were actually given."""
+def load_config(
+    path: Path | None, overrides: dict[str, Any], *, settings: dict[str, Any] | None = None
+) -> RunConfig:
+    """Defaults, then ``settings`` (already checked: a replay's inherited ones), then the config
+    file, then flags that were actually given (``overrides``, keyed like the config).
+    A problem with a flag's value names the flag (``--sessions: ...``), one from the file the key."""
     data: dict[str, Any] = load_mapping(path, "config file") if path is not None else {}
     source = path if path is not None else "command line"
     if path is not None:
@@ -300,5 +313,22 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
             value = data.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 data[key] = str(path.parent / value)
-    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    return parse_model(RunConfig, merged, source)
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return RunConfig.model_validate({**(settings or {}), **data, **flags})
+    except ValidationError as exc:
+        raise _name_flags(validation_errors(source, exc), exc, flags) from None
+
+
+def _name_flags(error: InputError, exc: ValidationError, flags: dict[str, Any]) -> InputError:
+    """``error``'s lines, with each one about a flag's value told as ``--flag: problem``."""
+    problems = error.problems
+    named: list[InputError] = []
+    for problem, detail in zip(problems, exc.errors(), strict=True):
+        key = str(detail["loc"][0]) if detail["loc"] else None
+        if key in flags:
+            prefix = f"key '{key}': "
+            text = problem.message.removeprefix(prefix)
+            problem = InputError("--" + key.replace("_", "-"), text)
+        named.append(problem)
+    return named[0] if len(named) == 1 else InputErrors(named)

@@ -169,7 +169,7 @@ def test_a_config_file_gets_the_same_limits(tmp_path: Path) -> None:
 FLAG_CASES: dict[str, tuple[list[str | Path], str]] = {
     "--sessions 1000000000": (
         ["--sessions", "1000000000"],
-        "simulator: error: command line: key 'sessions': 1000000000 is over the limit of 999 (session "
+        "simulator: error: --sessions: 1000000000 is over the limit of 999 (session "
         "files are numbered up to session_999)",
     ),
     "past session 999": (
@@ -179,10 +179,25 @@ FLAG_CASES: dict[str, tuple[list[str | Path], str]] = {
     ),
     "--run-id ''": (
         ["--run-id", ""],
-        "simulator: error: command line: key 'run_id': invalid run id '': use 1-128 letters, digits, "
+        "simulator: error: --run-id: invalid run id '': use 1-128 letters, digits, "
         "'.', '_' or '-', not starting with '.'",
     ),
 }
+
+
+def test_a_bad_flag_is_named_as_typed_and_a_bad_config_key_by_file_and_key(tmp_path: Path) -> None:
+    """Both at once: the flag's line names the flag, the file's line the file and its key."""
+    config = tmp_path / "run.yaml"
+    config.write_text("max_turns: 1\n", encoding="utf-8")
+    args = ("--config", config, "--sessions", "5000", "--backend", "offline", "--out", tmp_path / "out")
+    result = invoke("run", MARCUS, *args)
+    assert result.exit_code == 2
+    assert _lines(result.stderr) == [
+        "simulator: error: --sessions: 5000 is over the limit of 999 (session files are numbered up to "
+        "session_999)",
+        f"simulator: error: {config}: key 'max_turns': Input should be greater than or equal to 2",
+    ]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", list(FLAG_CASES))
