@@ -245,11 +245,17 @@ def validate(paths: tuple[Path, ...]) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite persona files that already exist.")
+@click.option(
+    "--license", "license_id", help="SPDX licence id to record in extra.license (default: the format's, MIT)."
+)
 @handles_errors
-def import_personas(fmt: str, file: Path, out_dir: Path, force: bool) -> None:
+def import_personas(fmt: str, file: Path, out_dir: Path, force: bool, license_id: str | None) -> None:
     """Convert third-party persona data in FILE (FORMAT: patient-psi, talkdep, consistent-mi,
     eeyore) into one patient persona YAML file per record in --out."""
-    for path in importers.write_personas(importers.import_file(fmt, file), out_dir, force=force):
+    if license_id is not None:
+        export.check_license(license_id)  # the card's check; the file keeps the id as written
+    personas = importers.import_file(fmt, file, license=license_id)
+    for path in importers.write_personas(personas, out_dir, force=force):
         click.echo(str(path))
 
 

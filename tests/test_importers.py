@@ -70,6 +70,7 @@ def test_every_real_record_round_trips_through_a_yaml_file(
         assert loaded == Patient.model_validate(persona)
         assert loaded.key == path.stem and loaded.role == "patient" and loaded.name
         assert Path(relative).name in loaded.extra["source"]
+        assert loaded.extra["license"] == "MIT", "both upstream repositories publish these files as MIT"
         assert "Cannot be identified" not in path.read_text(encoding="utf-8")
 
 
@@ -226,6 +227,9 @@ def test_fields_without_a_home_are_kept_under_extra() -> None:
     assert extra["original_source"] == "a book" and "a site" in extra.values(), "nothing overwritten"
     assert extra["source"] == "Patient-Ψ profiles.json record 4 (id 4)"
     assert list(extra)[-1] == "source"
+    assert "license" not in extra, "the licence is the importer's to write"
+    with_licence = from_patient_psi({"name": "Ann", "history": "h", "license": "CC0-1.0"}, index=5)
+    assert with_licence["extra"]["original_license"] == "CC0-1.0"
 
 
 # --- ids ---------------------------------------------------------------------------------------
@@ -329,6 +333,41 @@ def test_cli_import_then_offline_run(tmp_path: Path, fmt: str, relative: str, pe
     patient_lines = " ".join(re.findall(r"^Patient: (.*)$", rest, re.M))
     spoken = patient_lines.lower()  # a problem may open a sentence, capitalised
     assert any(problem.lower() in spoken for problem in persona.presenting_problems), patient_lines
+
+
+def test_the_licence_reaches_the_dataset_card_and_license_overrides_it(tmp_path: Path) -> None:
+    source = real("patienthub/talkDep.json")
+    assert invoke("import", "talkdep", source, "--out", tmp_path / "mit").exit_code == 0
+    custom = invoke("import", "talkdep", source, "--out", tmp_path / "cc", "--license", "CC-BY-NC-4.0")
+    assert custom.exit_code == 0, custom.output
+    assert load_persona(tmp_path / "cc" / "talkdep_laura.yaml").persona.extra["license"] == "CC-BY-NC-4.0"
+    for folder, licence in (("mit", "MIT"), ("cc", "CC-BY-NC-4.0")):
+        path = tmp_path / folder / "talkdep_laura.yaml"
+        args = ("--backend", "offline", "--out", tmp_path / "runs", "--run-id", folder, "--max-turns", "6")
+        assert invoke("run", path, *args).exit_code == 0
+        out = tmp_path / f"ds_{folder}"
+        exported = invoke("export", tmp_path / "runs" / folder, "--format", "parquet", "--out", out)
+        assert exported.exit_code == 0, exported.output
+        card = (out / "README.md").read_text(encoding="utf-8")
+        row = next(line for line in card.splitlines() if line.startswith("| talkdep_laura |"))
+        assert row.endswith(f"| {licence} |") and "TalkDep talkDep.json" in row, row
+
+
+def test_a_bad_license_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    result = invoke(
+        "import",
+        "talkdep",
+        real("patienthub/talkDep.json"),
+        "--out",
+        tmp_path / "out",
+        "--license",
+        "MIT licence",
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "simulator: error: --license: bad licence 'MIT licence': expected an SPDX identifier such as MIT or CC-BY-4.0"
+    ]
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_refuses_to_overwrite_then_force_overwrites(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 One converter per source format turns one record into a dict that validates as
 :class:`simulator.personas.Patient`. Fields with a home in our schema go there; everything
 else stays under ``extra`` (snake_case keys named after the source fields), with
-``extra.source`` naming the dataset, the file and the record, so that nothing is lost.
+``extra.source`` naming the dataset, the file and the record, so that nothing is lost, and
+``extra.license`` the licence of the file it came from (the export's dataset card shows both).
 
 Formats (see ``FORMATS``):
 
@@ -41,6 +42,7 @@ from simulator.yamlfile import validation_errors
 
 __all__ = [
     "FORMATS",
+    "LICENSES",
     "RecordError",
     "dump_persona",
     "from_consistent_mi",
@@ -63,6 +65,11 @@ FORMATS: dict[str, Converter] = {
     "eeyore": from_eeyore,
 }
 
+LICENSES: dict[str, str] = {fmt: "MIT" for fmt in FORMATS}
+"""SPDX licence of the files each format reads, as published: PatientHub (Sahandfer/PatientHub)
+and Patient-Ψ (ruiyiw/patient-psi) are MIT. The datasets behind them may carry their own terms;
+``simulator import --license`` records another licence."""
+
 
 def _read_json(path: Path) -> Any:
     try:
@@ -81,9 +88,10 @@ def _read_json(path: Path) -> Any:
         raise InputError(path, f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 
 
-def import_file(fmt: str, path: Path) -> list[dict[str, Any]]:
+def import_file(fmt: str, path: Path, *, license: str | None = None) -> list[dict[str, Any]]:
     """Every record of ``path`` (a JSON list in format ``fmt``) as a patient-persona dict;
-    ids are unique within the file. Problems raise :class:`InputError` naming the file."""
+    ids are unique within the file; ``extra.license`` is ``license``, else the format's
+    (:data:`LICENSES`). Problems raise :class:`InputError` naming the file."""
     converter = FORMATS.get(fmt)
     if converter is None:
         raise InputError(path, f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
@@ -102,6 +110,7 @@ def import_file(fmt: str, path: Path) -> list[dict[str, Any]]:
         except RecordError as exc:
             raise InputError(path, f"record {index}: {exc}") from None
         persona["id"] = unique_id(persona["id"], used)
+        persona["extra"]["license"] = license or LICENSES[fmt]
         _check(persona, f"{path} (record {index})")
         personas.append(persona)
     return personas

@@ -230,11 +230,12 @@ def _persona(
     *, extra: dict[str, Any], unmapped: Mapping[str, Any], source: str, **fields: Any
 ) -> dict[str, Any]:
     """Keys in the order of a hand-written persona, empty values left out. ``unmapped`` source
-    fields join ``extra`` (prefixed ``original_`` if a key is taken); ``extra.source`` comes last."""
+    fields join ``extra`` (prefixed ``original_`` if a key is taken, ``source`` and ``license``
+    included: the importer writes those); ``extra.source`` comes last."""
     merged = {k: v for k, v in extra.items() if not _empty(v)}
     for key, value in unmapped.items():
         if not _empty(value):
-            taken = key in merged or key == "source"
+            taken = key in merged or key in ("source", "license")
             merged[_free(f"original_{key}" if taken else key, merged)] = value
     merged["source"] = source
     fields["extra"] = merged
