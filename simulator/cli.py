@@ -279,9 +279,7 @@ def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
     "--as",
     "perspective",
     type=click.Choice(["therapist", "patient"]),
-    default="therapist",
-    show_default=True,
-    help="Whose turns are the assistant's (the training target).",
+    help="Whose turns are the assistant's (the training target; default therapist; not for records).",
 )
 @click.option(
     "--out",
@@ -291,11 +289,14 @@ def merge(run_dirs: tuple[Path, ...], into: Path) -> None:
 )
 @click.option(
     "--system",
-    default="rendered",
-    show_default=True,
-    help="System prompt: 'rendered' (the run's template), 'none', or a Jinja template FILE.",
+    help="System prompt: 'rendered' (the run's template; default), 'none', or a Jinja template FILE "
+    "(not for records).",
 )
-@click.option("--series-context", is_flag=True, help="Render prompts with the previous session's summary.")
+@click.option(
+    "--series-context",
+    is_flag=True,
+    help="Render prompts with the previous session's summary (not for records).",
+)
 @click.option("--only-complete", is_flag=True, help="Only complete sessions (the default; always on).")
 @click.option("--natural-end-only", is_flag=True, help="Only sessions that ended on an end phrase.")
 @click.option(
@@ -334,6 +335,8 @@ def export_command(
 ) -> None:
     """Turn run folders into a dataset: OpenAI chat JSONL, ShareGPT, records or Parquet
     (with a Hugging Face dataset card), filtered, deduplicated and split."""
+    export.check_chat_flags(flags["fmt"], flags)
+    flags = {name: value for name, value in flags.items() if value is not None}
     options = export.ExportOptions(
         run_dirs=run_dirs,
         splits=export.parse_splits(split_spec),

@@ -491,6 +491,30 @@ def test_a_bad_licence_is_bad_input(run_dir: Path, tmp_path: Path) -> None:
 # ---- output and bad input ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--as", "patient"], "--as does"),
+        (["--as", "therapist"], "--as does"),
+        (["--system", "none", "--series-context"], "--system and --series-context do"),
+    ],
+)
+def test_chat_only_flags_are_refused_with_records(
+    run_dir: Path, tmp_path: Path, flags: list[str], named: str
+) -> None:
+    """Records are the sessions as generated: a perspective or system prompt would be silently
+    ignored, so asking for one is a mistake the user hears about, and nothing is written."""
+    out = tmp_path / "r.jsonl"
+    result = export(run_dir, "--format", "records", *flags, "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"simulator: error: {named} not apply to --format records (the engine's own session JSON, "
+        f"both sides as generated, not a chat example): leave {'it' if 'does' in named else 'them'} out"
+    ]
+    assert not out.exists()
+    assert export(run_dir, "--format", "openai", *flags, "--out", out).exit_code == 0
+
+
 def test_an_existing_out_is_refused_without_force_and_replaced_with_it(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     out.write_text("keep me\n")

@@ -5,6 +5,7 @@ from simulator.export.exporter import export_dataset
 from simulator.export.options import (
     FORMATS,
     ExportOptions,
+    check_chat_flags,
     check_license,
     parse_flag_names,
     parse_score_rule,
@@ -16,6 +17,7 @@ __all__ = [
     "FORMATS",
     "ExportOptions",
     "ExportReport",
+    "check_chat_flags",
     "check_license",
     "export_dataset",
     "parse_flag_names",

@@ -128,6 +128,26 @@ def parse_flag_names(text: str | None) -> tuple[str, ...]:
     return names
 
 
+CHAT_ONLY_FLAGS = {"perspective": "--as", "system": "--system", "series_context": "--series-context"}
+"""Flags that shape a chat example (whose turn is the target, its system prompt and opening);
+``records`` are the engine's own session JSON, both sides as they were, so they have none."""
+
+
+def check_chat_flags(fmt: str, given: dict[str, object]) -> None:
+    """Refuse chat-only flags with ``--format records`` rather than silently ignore them;
+    ``given`` maps option names to values, ``None`` or ``False`` when left out."""
+    if fmt != "records":
+        return
+    named = [flag for name, flag in CHAT_ONLY_FLAGS.items() if given.get(name) not in (None, False)]
+    if named:
+        verb, them = ("does", "it") if len(named) == 1 else ("do", "them")
+        raise InputError(
+            None,
+            f"{' and '.join(named)} {verb} not apply to --format records (the engine's own session "
+            f"JSON, both sides as generated, not a chat example): leave {them} out",
+        )
+
+
 def check_license(text: str | None) -> str | None:
     """An SPDX id, written the Hub's way (lowercase: ``MIT`` -> ``mit``)."""
     if text is None:
