@@ -66,6 +66,21 @@ def test_evidence_is_verbatim_up_to_whitespace() -> None:
     assert not hay.contains('""')
 
 
+def test_a_quote_too_short_to_point_at_anything_is_not_evidence() -> None:
+    """ "I" occurs in nearly every session: a score resting on it is flagged, not supported."""
+    hay = Haystack("Patient: I procrastinated again. I did it.\n\nTherapist: Okay. Why?")
+    assert not hay.contains("I") and not hay.contains("“I”") and not hay.contains("I did")
+    assert not hay.contains("Okay.")  # one word, five characters
+    assert hay.contains("I did it.")  # three words
+    assert hay.contains("procrastinated")  # one word, but 14 characters
+    rating = next(i for r in load_rubrics(["ctrs"]) for i in r.spec.items if i.kind == "rating")
+    answer = {"score": 4, "rationale": "r", "evidence": ["I"]}
+    result = read_item(rating, answer, 0, hay)
+    assert result.evidence_found == [False] and result.flags == ["unsupported_evidence"]
+    answer["evidence"] = ["I procrastinated again."]
+    assert read_item(rating, answer, 0, hay).flags == []
+
+
 def test_parse_json_tolerates_fences_and_chatter() -> None:
     assert parse_json('```json\n{"a": 1}\n```') == {"a": 1}
     assert parse_json('Here it is: {"a": 1} Hope that helps') == {"a": 1}

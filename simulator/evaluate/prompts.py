@@ -22,7 +22,8 @@ from simulator.templates import ordinal
 SYSTEM = """You are a careful, critical rater of synthetic therapy sessions for a research dataset.
 Score only what the material shows, using the anchor descriptions; do not reward what is merely
 plausible. Every rationale is one or two sentences. Every evidence entry is a short verbatim quote
-copied exactly from the material (no paraphrase, no ellipsis, no speaker label needed).
+of at least three words copied exactly from the material (no paraphrase, no ellipsis, no speaker
+label needed).
 Answer with one JSON object and nothing else. It must match this JSON schema:
 {schema}"""
 
