@@ -154,9 +154,11 @@ class Audit:
 # --------------------------------------------------------------------------------------------
 
 
-def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Transcript]:
+def read_transcripts(
+    path: Path, therapist_is: str | None = None, unreadable: list[InputError] | None = None
+) -> Iterator[Transcript]:
     """Every session at ``path``; :class:`InputError` (exit 2) names the file and row when one
-    cannot be read."""
+    cannot be read, or, given ``unreadable``, is added to it and the files after it are read."""
     if path.is_dir() and not RunStore(path).run_file.exists():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         # A persona's folder in a run holds each session twice (.txt and .json): audit it once.
@@ -166,8 +168,7 @@ def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Tr
             raise InputError(
                 path, f"neither a run folder nor a folder of transcripts ({', '.join(SUFFIXES)})"
             )
-        for file in files:
-            yield from read_transcripts(file, therapist_is)
+        yield from _each_readable(files, therapist_is, unreadable)
         return
     if path.is_dir():
         run = read_run(path)
@@ -195,6 +196,19 @@ def read_transcripts(path: Path, therapist_is: str | None = None) -> Iterator[Tr
         raise InputError(
             path, "unknown transcript format (expected .txt, .json, .jsonl, .csv or a run folder)"
         )
+
+
+def _each_readable(
+    paths: Sequence[Path], therapist_is: str | None, unreadable: list[InputError] | None
+) -> Iterator[Transcript]:
+    """The sessions of every path in turn; an unreadable one goes to ``unreadable`` (when given)."""
+    for path in paths:
+        try:
+            yield from read_transcripts(path, therapist_is, unreadable)
+        except InputError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(exc)
 
 
 def _read_text(path: Path) -> str:
@@ -427,8 +441,9 @@ def audit_paths(
     *,
     flags: bool = False,
     therapist_is: str | None = None,
+    unreadable: list[InputError] | None = None,
 ) -> Iterator[Audit]:
-    """Audit every session under ``paths``, in order, one at a time."""
-    for path in paths:
-        for transcript in read_transcripts(path, therapist_is):
-            yield audit_transcript(transcript, config, flags=flags)
+    """Audit every session under ``paths``, in order, one at a time. Given ``unreadable``, a
+    file that cannot be read is added to it and the others are still audited; else it raises."""
+    for transcript in _each_readable(paths, therapist_is, unreadable):
+        yield audit_transcript(transcript, config, flags=flags)

@@ -491,18 +491,23 @@ def audit(
     paths: tuple[Path, ...], config_file: Path | None, fmt: str, flags: bool, therapist_is: str | None
 ) -> None:
     """Run the guards and the termination detector over existing transcripts (.txt, session
-    JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found."""
+    JSON, run folders, .jsonl, .csv). Exit 0 when clean, 1 when defects are found, 2 when a
+    file cannot be read (the others are still audited; one line per unreadable file at the end)."""
     import json
 
     from simulator.audit import audit_paths
     from simulator.config import load_config
+    from simulator.errors import InputErrors
 
     config = load_config(config_file, {})
     found = False
-    for index, result in enumerate(audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is)):
+    unreadable: list[InputError] = []
+    audits = audit_paths(list(paths), config, flags=flags, therapist_is=therapist_is, unreadable=unreadable)
+    for index, result in enumerate(audits):
         found = found or bool(result.defects)
         if fmt == "json":
             click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
         else:
             click.echo(("\n" if index else "") + result.text())
+    InputErrors.raise_if_any(unreadable)
     sys.exit(1 if found else 0)

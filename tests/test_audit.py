@@ -184,6 +184,26 @@ def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, name: str, text
     assert result.output == result.stderr  # nothing on stdout
 
 
+def test_every_readable_file_is_reported_then_one_line_per_unreadable_one(tmp_path: Path) -> None:
+    """A bad file among many does not hide the reports of the files after it, inside a folder
+    of transcripts too; the exit code says something could not be read."""
+    bad, missing = tmp_path / "bad.txt", tmp_path / "missing.txt"
+    bad.write_text("Just some notes.\n", encoding="utf-8")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.csv").write_text("speaker,content\nPatient,Hi\nTherapist\n", encoding="utf-8")
+    (folder / "b.txt").write_text(REFERENCE.read_text(encoding="utf-8"), encoding="utf-8")
+    result = invoke("audit", REFERENCE, bad, folder, missing, REFERENCE, "--format", "json")
+    assert result.exit_code == 2
+    files = [json.loads(line)["file"] for line in result.stdout.splitlines()]
+    assert files == [str(REFERENCE), str(folder / "b.txt"), str(REFERENCE)]
+    assert result.stderr.splitlines() == [
+        f"simulator: error: {bad}: no 'Patient:' or 'Therapist:' messages found (expected the reference format)",
+        f"simulator: error: {folder / 'a.csv'}: row 3: 1 field, the header has 2",
+        f"simulator: error: {missing}: no such file or directory",
+    ]
+
+
 def test_the_reference_as_csv_and_jsonl_keeps_its_paragraphs_and_its_defects(tmp_path: Path) -> None:
     """Multi-paragraph messages survive both formats (a quoted CSV field spans lines), so each
     finds what the .txt finds in the messages, and the same natural end."""
