@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.evaluate.metrics import METRIC_NAMES
-
-EVAL_DIR = "eval"
-EVAL_FILE = "eval.json"
+from simulator.layout import EVAL_DIR, EVAL_FILE
 
 
 @dataclass(frozen=True)
