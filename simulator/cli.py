@@ -23,6 +23,7 @@ from simulator.lazy import LazyChoice, lazy_module
 
 if TYPE_CHECKING:
     from simulator import backends, commands, export, importers
+    from simulator.evaluate import Evaluation
 else:  # imported on first use: `simulator --help` needs neither pydantic, jinja2, rich nor the SDK
     backends = lazy_module("simulator.backends")
     commands = lazy_module("simulator.commands")
@@ -424,27 +425,9 @@ def evaluate(
             flags={**flags, "concurrency": concurrency},
             repeats=repeats,
         )
-    if evaluation.settings.notice:
-        click.echo(f"simulator: {evaluation.settings.notice}", err=True)
-    for rubric in evaluation.unused:
-        suits = ", ".join(rubric.spec.modalities)
-        click.echo(
-            f"simulator: rubric {rubric.name!r} ({rubric.spec.applies_to}, suits {suits}) applies to no session",
-            err=True,
-        )
+    _evaluation_notices(evaluation)
     if dry_run:
-        estimate = evaluation.estimate()
-        cost = (
-            f"~${estimate.cost_usd:.4f}"
-            if estimate.cost_usd is not None
-            else "cost unknown (no prices for the judge model)"
-        )
-        none = "" if evaluation.settings.judging else " (none will be made: see above)"
-        click.echo(
-            f"dry run: {estimate.calls} judge calls{none} ({estimate.cases} cases x {evaluation.settings.repeats} "
-            f"repeats), about {estimate.prompt_tokens} prompt + {estimate.completion_tokens} completion tokens, "
-            f"{cost}; nothing written"
-        )
+        _print_estimate(evaluation)
         return
 
     def progress(event: Any) -> None:
@@ -472,6 +455,34 @@ def evaluate(
             err=True,
         )
     sys.exit(outcome.exit_code)
+
+
+def _evaluation_notices(evaluation: Evaluation) -> None:
+    """Why judging will not happen, and rubrics that fit no session of the run."""
+    if evaluation.settings.notice:
+        click.echo(f"simulator: {evaluation.settings.notice}", err=True)
+    for rubric in evaluation.unused:
+        suits = ", ".join(rubric.spec.modalities)
+        click.echo(
+            f"simulator: rubric {rubric.name!r} ({rubric.spec.applies_to}, suits {suits}) applies to no session",
+            err=True,
+        )
+
+
+def _print_estimate(evaluation: Evaluation) -> None:
+    """``evaluate --dry-run``: the judge calls, tokens and cost it would take."""
+    estimate = evaluation.estimate()
+    cost = (
+        f"~${estimate.cost_usd:.4f}"
+        if estimate.cost_usd is not None
+        else "cost unknown (no prices for the judge model)"
+    )
+    none = "" if evaluation.settings.judging else " (none will be made: see above)"
+    click.echo(
+        f"dry run: {estimate.calls} judge calls{none} ({estimate.cases} cases x {evaluation.settings.repeats} "
+        f"repeats), about {estimate.prompt_tokens} prompt + {estimate.completion_tokens} completion tokens, "
+        f"{cost}; nothing written"
+    )
 
 
 @main.command()

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from simulator.backends import announce, choose_backend, kind, make_backend
-from simulator.config import ROLES, RunConfig, load_config, no_model_message
+from simulator.config import ROLES, RunConfig, env_base_url, load_config, no_model_message
 from simulator.errors import InputError, InputErrors, RunStateError
 from simulator.executors import make_runner, prepare_executor
 from simulator.layout import new_run_id, persona_file, summary_file
@@ -98,11 +96,8 @@ def _check_models(config: RunConfig, backend_name: str) -> None:
 def _pin_endpoint(config: RunConfig, backend_name: str) -> RunConfig:
     """Save the endpoint that $OPENAI_BASE_URL chose in the settings, so resume reaches the
     same server whatever the environment says then (never a URL with credentials in it)."""
-    env_url = os.environ.get("OPENAI_BASE_URL")
-    if backend_name != "openai" or config.base_url is not None or not env_url:
-        return config
-    parts = urlsplit(env_url)
-    if parts.username is not None or parts.password is not None:
+    env_url = env_base_url()
+    if backend_name != "openai" or config.base_url is not None or env_url is None:
         return config
     return config.model_copy(update={"base_url": env_url})
 

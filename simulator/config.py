@@ -51,13 +51,26 @@ DEFAULT_SUMMARY_RETRY_NOTE = (
 )
 
 
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user or password (such a URL is never saved)."""
+    parts = urlsplit(url)
+    return parts.username is not None or parts.password is not None
+
+
 def strip_credentials(url: str) -> str:
     """``http://user:pass@host/v1`` -> ``http://host/v1``: what may be written to a file."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    if not has_credentials(url):
         return url
+    parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host))
+
+
+def env_base_url() -> str | None:
+    """$OPENAI_BASE_URL when it may be pinned in saved settings, so a resume reaches the same
+    server (never when it carries credentials: then it is read from the environment each time)."""
+    url = os.environ.get("OPENAI_BASE_URL") or None
+    return None if url is None or has_credentials(url) else url
 
 
 def url_password(url: str | None) -> str | None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 from itertools import chain
-from typing import Literal
 
+from simulator.records import Speaker
 from simulator.text import normalize
 
 __all__ = [
@@ -274,8 +274,6 @@ def find_short_loop(text: str, earlier: Sequence[str]) -> int | None:
 # --------------------------------------------------------------------------------------------
 # Role breaks
 # --------------------------------------------------------------------------------------------
-
-Speaker = Literal["Therapist", "Patient"]
 
 _ROLE_WORDS: dict[str, tuple[str, ...]] = {
     "Therapist": ("therapist", "counselor", "counsellor"),

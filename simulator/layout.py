@@ -14,7 +14,11 @@ LOCK_FILE = ".lock"
 PARTIAL = ".partial"
 INPUTS = "inputs"
 """The run folder's snapshot of what it was built from (personas, therapist, templates)."""
-RESERVED_NAMES = frozenset({INPUTS, "eval", "report.html", RUN_FILE})
+EVAL_DIR = "eval"
+"""Evaluations of the run, one folder each (``eval/EVAL_ID/``)."""
+EVAL_FILE = "eval.json"
+"""An evaluation's report, in its folder."""
+RESERVED_NAMES = frozenset({INPUTS, EVAL_DIR, "report.html", RUN_FILE})
 """Names a run folder uses for itself: a persona folder must never collide with them."""
 RUN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 

@@ -47,7 +47,7 @@ from simulator.records import (
     Termination,
     TokenCounts,
 )
-from simulator.summary import SUMMARY_SECTIONS, SummaryCheck, clean_summary
+from simulator.summarize import write_summary
 from simulator.text import ends_mid_sentence, normalize, trim_to_last_sentence
 from simulator.transcript import transcript_text
 
@@ -171,13 +171,6 @@ def _trimmed(text: str, flags: list[str]) -> str:
     if trimmed != text:
         flags.append("truncated_trimmed")
     return trimmed
-
-
-def _drop_last_line(text: str) -> str:
-    """A cut summary without its unfinished last line, so it ends at its last complete bullet
-    (a one-line reply keeps its complete sentences)."""
-    body = text.strip()
-    return body.rsplit("\n", 1)[0] if "\n" in body else trim_to_last_sentence(body) or ""
 
 
 def repetition_details(loop: RepetitionLoop, regenerations: int) -> str:
@@ -489,47 +482,12 @@ class SessionRunner:
         )
 
     async def _summarize(self) -> None:
-        """Ask for the five-section summary, clean it, ask once more (``summary_retries``)
-        when sections are missing, and keep the most complete answer."""
+        """The summary that opens the next session (see :mod:`simulator.summarize`)."""
         record = self.record
         base = Prompt(self.prompts.summarizer, (("user", transcript_text(record.messages)),))
-        prompt = base
-        best: tuple[SummaryCheck, list[str]] | None = None
-        regenerations: list[str] = []
-        for attempt in range(self.guards.summary_retries + 1):
-            if attempt:
-                regenerations.append("summary_regenerated")
-            usage = TokenCounts()
-            purpose = "summary" if attempt == 0 else "regeneration"
-            reply, continuations = await self._complete_reply("summarizer", prompt, purpose, usage)
-            text = reply.content
-            flags = ["summary_truncated_continued"] if continuations else []
-            if reply.finish_reason == "length" and text.strip():
-                text = _drop_last_line(text)  # the line being written when it was cut
-                flags.append("summary_truncated_trimmed")
-            checked = clean_summary(text)
-            flags.extend(checked.flags)
-            if best is None or len(checked.missing) < len(best[0].missing):
-                best = (checked, flags)
-            if checked.ok:
-                break
-            missing = ", ".join(checked.missing)
-            prompt = base.plus(
-                ("assistant", reply.content.strip() or "(no summary)"),
-                ("user", self.summary_retry_note.replace("{missing}", missing)),
-            )
-        assert best is not None
-        checked, flags = best
-        summary = checked.text
-        if not checked.ok and len(checked.missing) == len(SUMMARY_SECTIONS):
-            # No section was recognised: keep the prose only up to its last whole sentence.
-            summary = trim_to_last_sentence(summary) or ""
-            if summary != checked.text:
-                flags = [*flags, "summary_truncated_trimmed"]
-        record.summary = summary or None
-        record.summary_flags = [*regenerations, *dict.fromkeys(flags)]
-        if not checked.ok:
-            record.summary_flags.append("summary_incomplete")
+        record.summary, record.summary_flags = await write_summary(
+            self._complete_reply, base, self.guards.summary_retries, self.summary_retry_note
+        )
 
 
 async def run_session(

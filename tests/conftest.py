@@ -99,6 +99,24 @@ def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
     )
 
 
+def make_offline_run(out: Path, *personas: Path, sessions: int, run_id: str) -> Path:
+    """A finished offline run in ``out/run_id``: the run several test files read and judge."""
+    result = invoke(
+        "run",
+        *personas,
+        "--sessions",
+        str(sessions),
+        "--backend",
+        "offline",
+        "--out",
+        out,
+        "--run-id",
+        run_id,
+    )
+    assert result.exit_code == 0, result.output
+    return out / run_id
+
+
 @pytest.fixture
 def personas_copy(tmp_path: Path) -> Path:
     """A private copy of the shipped personas, safe to edit."""

@@ -34,7 +34,7 @@ from simulator.evaluate.settings import resolve
 from simulator.message_layout import Layout, rejects_layout
 from simulator.protocol import ChatReply, ChatRequest, Usage
 from tests.chat_templates import STRICT, SYSTEMLESS, TEMPLATES, render
-from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke
+from tests.conftest import FIVE_SECTIONS, MARCUS, FakeBackend, default_reply, invoke, make_offline_run
 from tests.judgekit import JudgeModel
 from tests.loopback import RecordedRequest, Reply, default_handler, serve, unauthorized, vllm_error
 
@@ -233,10 +233,7 @@ def test_a_refused_layout_is_tightened_said_on_stderr_and_kept_for_resume(
 
 @pytest.fixture(scope="module")
 def judged_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("judged")
-    result = invoke("run", MARCUS, "--sessions", "2", "--backend", "offline", "--out", out, "--run-id", "r")
-    assert result.exit_code == 0, result.output
-    return out / "r"
+    return make_offline_run(tmp_path_factory.mktemp("judged"), MARCUS, sessions=2, run_id="r")
 
 
 def _evaluate(run_dir: Path, handler: Any, *args: str | Path) -> tuple[Any, list[RecordedRequest]]:

@@ -17,7 +17,7 @@ import pytest
 from click.testing import Result
 
 from simulator.store import RunStore
-from tests.conftest import MARCUS, PERSONAS, invoke
+from tests.conftest import MARCUS, PERSONAS, invoke, make_offline_run
 from tests.judgekit import INVENTED, JudgeModel
 from tests.loopback import LoopbackServer, completion, serve, server_error, unauthorized
 from tests.serieskit import cli_command, cli_env
@@ -27,13 +27,8 @@ CTRS_ITEMS = 11
 
 @pytest.fixture(scope="module")
 def offline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    result = invoke(
-        "run", MARCUS, PERSONAS / "priya_shah.yaml", "--sessions", "3", "--backend", "offline",
-        "--out", out, "--run-id", "offline",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out / "offline"
+    personas = (MARCUS, PERSONAS / "priya_shah.yaml")
+    return make_offline_run(tmp_path_factory.mktemp("runs"), *personas, sessions=3, run_id="offline")
 
 
 @pytest.fixture

@@ -10,17 +10,14 @@ import pytest
 
 from simulator.errors import InputError
 from simulator.evaluate.rubrics import bundled_rubrics_dir, load_rubric, load_rubrics
-from tests.conftest import MARCUS, invoke
+from tests.conftest import MARCUS, invoke, make_offline_run
 
 BUNDLED = ["continuity", "ctrs", "mi", "persona_fidelity", "realism", "summary_faithfulness"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    result = invoke("run", MARCUS, "--sessions", "2", "--backend", "offline", "--out", out, "--run-id", "r")
-    assert result.exit_code == 0, result.output
-    return out / "r"
+    return make_offline_run(tmp_path_factory.mktemp("runs"), MARCUS, sessions=2, run_id="r")
 
 
 def copy_rubric(tmp_path: Path, name: str = "ctrs", new_name: str | None = None) -> Path:

@@ -102,19 +102,27 @@ def announce(name: str) -> None:
         log.warning(notice)
 
 
-def choose_backend(config: RunConfig) -> str:
+def default_backend(config: RunConfig) -> str:
     """--backend when given; else openai when a key or base URL is configured, else offline."""
     if config.backend is not None:
-        announce(config.backend)
         return config.backend
     if os.environ.get(config.api_key_env) or config.base_url or os.environ.get("OPENAI_BASE_URL"):
         return "openai"
-    log.warning(
-        "no %s or base URL set; using the offline backend "
-        "(deterministic, no model: pass --backend openai to use an endpoint)",
-        config.api_key_env,
-    )
     return "offline"
+
+
+def choose_backend(config: RunConfig) -> str:
+    """:func:`default_backend`, saying which: the backend's notice, or why it is offline."""
+    name = default_backend(config)
+    if config.backend is not None:
+        announce(name)
+    elif name == "offline":
+        log.warning(
+            "no %s or base URL set; using the offline backend "
+            "(deterministic, no model: pass --backend openai to use an endpoint)",
+            config.api_key_env,
+        )
+    return name
 
 
 def make_backend(config: RunConfig, name: str, cast: Cast) -> ChatBackend:

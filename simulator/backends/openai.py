@@ -14,15 +14,14 @@ Instead the chat-completions body is built once per request as a plain JSON-read
 sent with the client's lower-level ``post`` (``cast_to=httpx2.Response``: the raw response,
 body read), and the reply is parsed here. The SDK still does what it is good at: configuration,
 auth headers, the base URL, the error types (``APIStatusError`` with code and param,
-``APITimeoutError``, ``APIConnectionError``) and the request id. The HTTP transport and the
-timing of each request are :mod:`simulator.backends.transport`'s.
+``APITimeoutError``, ``APIConnectionError``) and the request id. The body and the reply are
+:mod:`simulator.backends.wire`'s; the HTTP transport and the timing of each request are
+:mod:`simulator.backends.transport`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -42,31 +41,31 @@ from simulator.backends.server_errors import (
     quote,
     read_error,
 )
-from simulator.backends.transport import RequestTiming, http_client, timed
+from simulator.backends.transport import http_client, timed
+from simulator.backends.wire import (
+    TOKEN_PARAMS,
+    CutOffReply,
+    read_reply,
+    request_body,
+    sampling_params,
+)
 from simulator.config import RetrySettings, RoleSettings, no_model_message, strip_credentials
 from simulator.errors import BackendError, ContextOverflow, InputError, TemplateRejected
-from simulator.limits import MAX_REPLY_TOKENS
-from simulator.protocol import ChatReply, ChatRequest, Usage
+from simulator.protocol import ChatReply, ChatRequest
 
 __all__ = ["NO_KEY_PLACEHOLDER", "OPENAI_BASE_URL", "OpenAIBackend"]
-
-logger = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """The SDK's default endpoint, used when neither ``base_url`` nor $OPENAI_BASE_URL is set."""
 NO_KEY_PLACEHOLDER = "not-needed"
 """Sent to local servers (vLLM, Ollama, llama.cpp) that need no key; the SDK refuses none."""
-TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 CHAT_PATH = "/chat/completions"
 POOL_SIZE = 100
 """Connections per base URL when no concurrency is given (the CLI passes ``--concurrency``)."""
-SERVER_TEXT_LIMIT = 300
-"""Characters of an unusable 200's body quoted in ours."""
 MODELS_SHOWN = 10
 """Models named when a 404 turns out to be a model the server does not serve."""
 
 _PARAM_ORDER = ("temperature", "top_p", "seed", "stop", "max_tokens")
-_SDK_ORDER = ("max_completion_tokens", "max_tokens", "seed", "stop", "temperature", "top_p")
 _PARAM_REJECTED = re.compile(
     r"unsupported|not supported|does not support|unrecognized|unknown|not allowed|"
     r"not permitted|extra (?:fields|inputs)|invalid",
@@ -113,7 +112,7 @@ class OpenAIBackend:
         if not model:
             raise InputError(None, no_model_message([request.role]))
         urls = [_strip(url) for url in settings.base_urls] or [self.base_url]
-        body = _request_body(model, request, settings)
+        body = request_body(model, request, settings)
         tried: list[str] = []
 
         async def attempt(number: int) -> ChatReply:
@@ -122,7 +121,7 @@ class OpenAIBackend:
             client = self._client(url)
             with timed() as timing:
                 response = await self._post(client, body)
-            return _reply(response, model, timing, number)
+            return read_reply(response, model, timing, number)
 
         def describe(exc: BaseException, attempts: int) -> str:
             url = tried[-1] if tried else urls[0]
@@ -303,129 +302,6 @@ class OpenAIBackend:
         return f"{shown} answered {status} after {tries}: {said}"
 
 
-def _sampling_params(settings: RoleSettings) -> dict[str, Any]:
-    """The sampling settings that are set and not omitted, under the server's names."""
-    values: dict[str, Any] = {
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "seed": settings.seed,
-        "stop": settings.stop or None,
-        "max_tokens": settings.max_tokens,
-    }
-    params: dict[str, Any] = {}
-    for name, value in values.items():
-        if value is None or name in settings.omit_params:
-            continue
-        params[settings.max_tokens_param if name == "max_tokens" else name] = value
-    return params
-
-
-def _request_body(model: str, request: ChatRequest, settings: RoleSettings) -> dict[str, Any]:
-    """The chat-completions body, built once per request: its keys in the order the SDK's
-    ``create`` puts them, then ``extra_body``, so the bytes sent are what the SDK sent."""
-    sampling = sorted(_sampling_params(settings).items(), key=lambda item: _SDK_ORDER.index(item[0]))
-    body: dict[str, Any] = {"model": model, "messages": [m.as_dict() for m in request.messages]}
-    body.update(sampling)
-    body.update(_extra_body(settings))
-    return body
-
-
-def _extra_body(settings: RoleSettings) -> dict[str, Any]:
-    """``extra_body`` minus anything ``omit_params`` says the server rejects."""
-    omitted: set[str] = set(settings.omit_params)
-    if "max_tokens" in omitted:
-        omitted.update(TOKEN_PARAMS)
-    return {key: value for key, value in settings.extra_body.items() if key not in omitted}
-
-
-class CutOffReply(TransientReply):
-    """A 200 whose JSON body breaks off (a proxy or an overloaded server dropped the rest):
-    retried like a 502, since the same request usually comes back whole."""
-
-
-def _json_object(response: httpx2.Response) -> dict[str, Any]:
-    """The parsed body. :class:`CutOffReply` when it is JSON that breaks off; the SDK's
-    validation error when it is no JSON object at all (a wrong base URL: an HTML page)."""
-    content = response.content
-    try:
-        data = json.loads(content)
-    except ValueError as exc:
-        if content.lstrip()[:1] in (b"{", b"["):
-            raise CutOffReply(
-                f"its JSON body is {_breakage(exc, content)} ({len(content)} bytes received)"
-            ) from None
-        data = None
-    if not isinstance(data, dict):
-        raise openai.APIResponseValidationError(
-            response, response.text[:SERVER_TEXT_LIMIT], message="the body is not a JSON object"
-        )
-    return data
-
-
-def _breakage(exc: ValueError, content: bytes) -> str:
-    """``cut off`` when the parser ran out of text (inside a string, or at the very end)."""
-    if not isinstance(exc, json.JSONDecodeError):
-        return "not valid UTF-8"
-    if exc.msg.startswith("Unterminated string") or exc.pos >= len(content.rstrip()):
-        return "cut off"
-    return f"malformed at byte {exc.pos}"
-
-
-def _reply(
-    response: httpx2.Response, requested_model: str, timing: RequestTiming, attempts: int
-) -> ChatReply:
-    """Read the completion defensively: servers differ in what they leave out."""
-    data = _json_object(response)
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        error = data.get("error")
-        said = error.get("message") if isinstance(error, dict) else error
-        raise TransientReply(
-            f'"{_clip(str(said))}"' if said else "the body has no choices and no error message"
-        )
-    choice = choices[0]
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    finish_reason = choice.get("finish_reason")
-    request_id = response.headers.get("x-request-id") or data.get("id")
-    model = data.get("model")
-    return ChatReply(
-        content=content if isinstance(content, str) else "",
-        model=model if isinstance(model, str) and model else requested_model,
-        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        usage=_usage(data.get("usage")),
-        latency_s=timing.latency_s,
-        queued_s=timing.queued_s,
-        request_id=str(request_id) if request_id else None,
-        extra={"attempts": attempts},
-    )
-
-
-def _usage(raw: object) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-    details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if cached is None:
-        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same thing
-    return Usage(
-        prompt_tokens=_count(raw.get("prompt_tokens")),
-        completion_tokens=_count(raw.get("completion_tokens")),
-        cached_tokens=_count(cached),
-    )
-
-
-def _count(value: object) -> int:
-    """A token count from the server; one no request could have (1e300, NaN) is not believed."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if not 0 <= value <= MAX_REPLY_TOKENS:  # False for NaN too
-        if value > 0 or value != value:
-            logger.warning("the server reported %r tokens for one request; counted as 0", value)
-        return 0
-    return int(value)
-
-
 def _not_found(model: str, shown: str, error: ServerError, served: list[str] | None) -> str:
     """A 404: a base URL that leads nowhere (``served`` None: its ``/models`` is missing too),
     or a model the server does not serve (named with what it does serve)."""
@@ -458,14 +334,9 @@ def _context_overflow(error: ServerError, request: ChatRequest, said: str) -> st
     )
 
 
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= SERVER_TEXT_LIMIT else text[: SERVER_TEXT_LIMIT - 1] + "…"
-
-
 def _rejected_param(exc: openai.APIStatusError, said: str, settings: RoleSettings) -> str | None:
     """The parameter we sent that the server objects to, if the error names one."""
-    sent = list(_sampling_params(settings))
+    sent = list(sampling_params(settings))
     if exc.param in sent:
         return exc.param
     if not (_PARAM_REJECTED.search(said) or (exc.code or "").startswith("unsupported")):

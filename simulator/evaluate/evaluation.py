@@ -23,14 +23,14 @@ from simulator.backends.ratelimit import CHARS_PER_TOKEN
 from simulator.errors import InputError, RunStateError
 from simulator.evaluate.answers import JUDGE_FAILED, UNSUPPORTED_EVIDENCE, answer_schema
 from simulator.evaluate.cases import Case, SeriesSession, make_case
-from simulator.evaluate.folder import EVAL_DIR, JUDGED, RESERVED, EvalFolder
+from simulator.evaluate.folder import JUDGED, RESERVED, EvalFolder
 from simulator.evaluate.judge import Judge, Judgment
 from simulator.evaluate.metrics import session_metrics
 from simulator.evaluate.prompts import judge_prompt
 from simulator.evaluate.report import build_report, case_scores, count_status
 from simulator.evaluate.rubrics import Rubric, load_rubrics
 from simulator.evaluate.settings import EvalSettings, resolve
-from simulator.layout import new_run_id
+from simulator.layout import EVAL_DIR, new_run_id
 from simulator.message_layout import Layout, Layouts
 from simulator.personas import Patient, Therapist, load_persona
 from simulator.protocol import ChatBackend

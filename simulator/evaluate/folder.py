@@ -24,12 +24,10 @@ from typing import Any
 from simulator.errors import RunStateError
 from simulator.evaluate.rubrics import Rubric
 from simulator.evaluate.settings import EvalSettings
-from simulator.layout import session_stem, validate_run_id
+from simulator.layout import EVAL_DIR, EVAL_FILE, session_stem, validate_run_id
 from simulator.personas import validate_id
 from simulator.store import RunStore, atomic_write, new_folder, on_disk, to_json
 
-EVAL_DIR = "eval"
-EVAL_FILE = "eval.json"
 SETTINGS_FILE = "settings.json"
 INPUTS = "inputs"
 RESERVED = frozenset({INPUTS})

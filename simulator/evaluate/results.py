@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.evaluate.folder import EVAL_DIR, EVAL_FILE
 from simulator.evaluate.metrics import METRIC_NAMES
+from simulator.layout import EVAL_DIR, EVAL_FILE
 
 
 @dataclass(frozen=True)

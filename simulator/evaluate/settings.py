@@ -8,15 +8,21 @@ offline backend has no model to judge with, so it never produces judge scores.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.backends import Cast, kind, make_backend
-from simulator.config import Price, RateLimits, RetrySettings, RoleSettings, RunConfig, load_config
+from simulator.backends import Cast, default_backend, kind, make_backend
+from simulator.config import (
+    Price,
+    RateLimits,
+    RetrySettings,
+    RoleSettings,
+    RunConfig,
+    env_base_url,
+    load_config,
+)
 from simulator.cost import priced
 from simulator.protocol import ChatBackend
 from simulator.records import TokenCounts
@@ -83,26 +89,6 @@ class EvalSettings(BaseModel):
         return priced(counts, price) if price is not None else None
 
 
-def _backend_name(config: RunConfig) -> str:
-    """--backend when given; else openai when a key or base URL is configured, as for ``run``
-    (quietly: without a judge model no backend is used at all)."""
-    if config.backend is not None:
-        return config.backend
-    if os.environ.get(config.api_key_env) or config.base_url or os.environ.get("OPENAI_BASE_URL"):
-        return "openai"
-    return "offline"
-
-
-def _env_endpoint() -> str | None:
-    """$OPENAI_BASE_URL, pinned in the settings so a resume reaches the same server (never
-    when it carries credentials: then it is read from the environment each time)."""
-    url = os.environ.get("OPENAI_BASE_URL") or None
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    return None if parts.username is not None or parts.password is not None else url
-
-
 def resolve(
     config_file: Path | None, flags: dict[str, Any], rubrics: list[str], repeats: int
 ) -> EvalSettings:
@@ -115,11 +101,11 @@ def resolve(
         judge = judge.model_copy(update={"seed": config.seed})
     if judge.message_layout is None:
         judge = judge.model_copy(update={"message_layout": config.message_layout})
-    base_url = config.base_url or _env_endpoint()
+    base_url = config.base_url or env_base_url()
     return EvalSettings(
         rubrics=rubrics,
         repeats=repeats,
-        backend=_backend_name(config),
+        backend=default_backend(config),
         judge_model=judge_model,
         base_url=base_url,
         api_key_env=config.api_key_env,

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 from simulator.errors import InputError
-from simulator.evaluate.folder import EVAL_DIR, EVAL_FILE
 from simulator.evaluate.results import EvalOverview, read_eval, read_evals
 from simulator.export.options import ScoreRule
+from simulator.layout import EVAL_DIR, EVAL_FILE
 from simulator.reader import Run
 
 EVAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
