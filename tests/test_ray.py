@@ -124,6 +124,7 @@ def test_ray_run_writes_the_same_transcripts_as_a_local_run(cluster: str, tmp_pa
         "simulator: --cache is off with --executor ray: the cache file is on the driver's disk"
         in distributed.output
     )
+    assert not (tmp_path / "c.db").exists(), "the cache is off: no file is opened or created"
     assert re.search(r"ray: 2 worker\(s\): .+ pid \d+, .+ pid \d+", distributed.output)
 
     expected = _transcripts(tmp_path / "local")
