@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.errors import InputError, SimulatorError
+from simulator.message_layout import STRICTNESS
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
 from simulator.raybudget import start_budget
-from simulator.rayworker import Failure, SeriesWorker, Started
+from simulator.rayworker import Failure, LayoutChange, SeriesWorker, Started
 from simulator.records import SessionRecord
 from simulator.runner import Runner
 from simulator.state import RunState
@@ -234,7 +235,8 @@ class RayRunner(Runner):
         The items are read by a task of their own, which a stop does not cancel (a cancelled
         read could drop the item it was taking): stopped, the worker is told to stop its
         sessions and the reader goes on until their interrupted records are written."""
-        items = worker.handle.series.remote(persona_id, first, self._opening_summary(persona_id, first))
+        previous = self._opening_summary(persona_id, first)
+        items = worker.handle.series.remote(persona_id, first, previous, dict(self.layouts.current))
 
         async def read() -> bool:
             complete = True
@@ -260,10 +262,15 @@ class RayRunner(Runner):
                     )
             raise
 
-    def _take(self, persona_id: str, item: Started | SessionRecord | Failure, worker: Worker) -> bool:
+    def _take(
+        self, persona_id: str, item: Started | LayoutChange | SessionRecord | Failure, worker: Worker
+    ) -> bool:
         """Act on one item from a worker; False for a session that did not complete."""
         if isinstance(item, Started):
             self.state.start(persona_id, item.number)
+            return True
+        if isinstance(item, LayoutChange):
+            self._tighten(item)
             return True
         if isinstance(item, SessionRecord):
             self._keep(item)
@@ -274,3 +281,9 @@ class RayRunner(Runner):
         if item.kind == "simulator":
             raise SimulatorError(f"{item.message} ({where})")
         raise WorkerError(f"{item.message} ({where}); its traceback:\n{item.remote_traceback}")
+
+    def _tighten(self, change: LayoutChange) -> None:
+        """Take up a layout a server forced on a worker, step by step from the run's current
+        one, so run.json records each change once however many workers met the refusal."""
+        while STRICTNESS.index(current := self.layouts.get(change.role)) < STRICTNESS.index(change.new):
+            self.layouts.tighten(change.role, current, change.server_said)

@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,8 +20,9 @@ from simulator.backends import Cast, make_backend
 from simulator.backends.ratelimit import RateLimitedBackend
 from simulator.config import RateLimits, RunConfig
 from simulator.errors import InputError, SimulatorError
+from simulator.message_layout import STRICTNESS, Layout
 from simulator.plan import RunPlan
-from simulator.protocol import ChatBackend
+from simulator.protocol import ChatBackend, Role
 from simulator.raybudget import SharedBucket
 from simulator.records import SessionRecord
 from simulator.runner import play_session, stage_session
@@ -44,7 +45,18 @@ class Failure:
     remote_traceback: str
 
 
-Item = Started | SessionRecord | Failure
+@dataclass(frozen=True)
+class LayoutChange:
+    """A server refused ``old`` for ``role`` on this worker, which now sends ``new``: the
+    driver records it for the run (run.json, the CLI's line), as a local run does."""
+
+    role: Role
+    old: Layout
+    new: Layout
+    server_said: str
+
+
+Item = Started | LayoutChange | SessionRecord | Failure
 
 
 def worker_backend(config: RunConfig, name: str, cast: Cast, budget: Any) -> ChatBackend:
@@ -86,8 +98,10 @@ class SeriesWorker:
             given if given is not None else worker_backend(plan.config, backend_name, plan.cast(), budget)
         )
         self.layouts = run_layouts(plan.config)
-        """This worker's message layouts: a fallback a server forces here is kept for the
-        worker's later sessions; it is not written to run.json (the driver does not hear of it)."""
+        """This worker's message layouts: a fallback a server forces here holds for the worker's
+        later sessions and goes to the driver (:class:`LayoutChange`), which records it."""
+        self.layouts.listeners.append(self._layout_changed)
+        self.changes: list[LayoutChange] = []
         self.running: set[asyncio.Task[SessionRecord]] = set()
         self.stopping = False
 
@@ -95,10 +109,26 @@ class SeriesWorker:
         """Where this worker runs, for the driver's log line."""
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
-    async def series(self, persona_id: str, first: int, previous: str | None) -> AsyncIterator[Item]:
+    def _layout_changed(self, role: Role, old: Layout, new: Layout, server_said: str) -> None:
+        self.changes.append(LayoutChange(role, old, new, server_said))
+
+    async def series(
+        self, persona_id: str, first: int, previous: str | None, layouts: Mapping[Role, Layout]
+    ) -> AsyncIterator[Item]:
         """Sessions ``first`` .. the run's last for one persona, in order, each opened by the
-        summary of the one before. Yields each start and each finished record; stops after a
-        session that did not complete."""
+        summary of the one before. Yields each start and each finished record (after any layout
+        change made on this worker since the last item); stops after a session that did not
+        complete. ``layouts``: the run's as the driver knows them (a stricter one is taken up)."""
+        for role, layout in layouts.items():
+            if STRICTNESS.index(layout) > STRICTNESS.index(self.layouts.get(role)):
+                self.layouts.current[role] = layout
+        async for item in self._series(persona_id, first, previous):
+            changes, self.changes = self.changes, []
+            for change in changes:
+                yield change
+            yield item
+
+    async def _series(self, persona_id: str, first: int, previous: str | None) -> AsyncIterator[Item]:
         config = self.plan.config
         patient = self.plan.patient(persona_id)
         for number in range(first, config.start + config.sessions):

@@ -21,13 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 
 from simulator import commands
 from simulator.raybudget import SharedBucket, start_budget
 from simulator.state import SessionEvent
+from tests.chat_templates import render
 from tests.conftest import MARCUS, PERSONAS, invoke
-from tests.loopback import RecordedRequest, Reply, serve, server_error
+from tests.loopback import RecordedRequest, Reply, serve, server_error, vllm_error
 from tests.serieskit import (
     CONFIG,
     ROLE_MODELS,
@@ -317,6 +319,48 @@ def test_a_failed_local_run_resumes_on_ray_with_the_same_transcripts(cluster: st
     data = run_json(run_dir)
     assert data["status"] == "complete" and leftovers(run_dir) == []
     assert (data["settings"]["executor"], data["settings"]["workers"]) == ("ray", 1)
+
+
+@needs_ray
+def test_a_layout_a_chat_template_refuses_on_the_workers_is_recorded_once_for_the_run(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Mistral's template refuses the ``system_notes`` layout (notes as late system messages,
+    a history opening with the agent's own turn): each worker falls back to ``alternating``,
+    and run.json says so once per role, as a local run does, so resume starts with it."""
+    refused: list[str] = []
+
+    def mistral(request: RecordedRequest) -> Reply:
+        try:
+            render("mistralai-Mistral-Nemo-Instruct-2407", request.json["messages"])
+        except jinja2.TemplateError as exc:
+            refused.append(str(request.json["model"]))
+            return vllm_error(str(exc))
+        return scripted(request)
+
+    with serve(mistral) as server:
+        flags = _series_flags(tmp_path, 4, 2, server.base_url)
+        (tmp_path / "run.yaml").write_text(CONFIG + "message_layout: system_notes\n")
+        result = invoke(
+            "run", *flags, "--run-id", "r", "--executor", "ray", "--workers", "2", "--concurrency", "4"
+        )
+    assert result.exit_code == 0, result.output
+    assert refused, "the template refused the starting layout"
+    data = run_json(tmp_path / "out" / "r")
+    assert data["status"] == "complete" and set(statuses(tmp_path / "out" / "r").values()) == {"complete"}
+    roles = data["settings"]["roles"]
+    assert {role: roles[role]["message_layout"] for role in ("therapist", "patient")} == {
+        "therapist": "alternating",
+        "patient": "alternating",
+    }
+    changes = [(c["role"], c["from"], c["to"]) for c in data["layout_changes"]]
+    assert sorted(changes) == [
+        ("patient", "system_notes", "alternating"),
+        ("therapist", "system_notes", "alternating"),
+    ]
+    for role in ("therapist", "patient"):
+        said = f"simulator: {role}: the server's chat template refused the 'system_notes' message layout"
+        assert result.output.count(said) == 1
 
 
 def test_without_ray_installed_executor_ray_exits_2_with_the_install_line(
