@@ -118,10 +118,10 @@ class WorkerPool:
         import ray
 
         limits = plan.config.rate_limits
-        budget = (
+        budget, budget_name = (
             start_budget(limits.requests_per_minute, limits.tokens_per_minute)
             if limits.requests_per_minute or limits.tokens_per_minute
-            else None
+            else (None, None)
         )
         remote: Any = ray.remote(SeriesWorker)
         actor = remote.options(
@@ -131,7 +131,7 @@ class WorkerPool:
             max_concurrency=plan.config.concurrency + 4,
         )
         log.info("ray: starting %d worker(s)", count)
-        handles = [actor.remote(plan, backend_name, given, budget) for _ in range(count)]
+        handles = [actor.remote(plan, backend_name, given, budget_name) for _ in range(count)]
         infos = await asyncio.gather(*(h.info.remote() for h in handles))
         workers = [Worker(h, f"{i['host']} pid {i['pid']}") for h, i in zip(handles, infos, strict=True)]
         log.info("ray: %d worker(s): %s", len(workers), ", ".join(w.where for w in workers))

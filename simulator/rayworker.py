@@ -23,7 +23,7 @@ from simulator.errors import InputError, SimulatorError
 from simulator.message_layout import STRICTNESS, Layout
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend, Role
-from simulator.raybudget import SharedBucket
+from simulator.raybudget import SharedBucket, find_budget
 from simulator.records import SessionRecord
 from simulator.runner import play_session, stage_session
 from simulator.session import run_layouts
@@ -90,13 +90,18 @@ def _failure(exc: Exception) -> Failure:
 class SeriesWorker:
     """Made a Ray actor by the driver (:mod:`simulator.raydriver`). ``given`` is a backend a
     library caller handed in (each worker gets its own copy); else the worker builds the
-    registry backend ``backend_name``."""
+    registry backend ``backend_name``, drawing on the run's rate-limit budget actor named
+    ``budget`` (None: no limits)."""
 
-    def __init__(self, plan: RunPlan, backend_name: str, given: ChatBackend | None, budget: Any) -> None:
+    def __init__(
+        self, plan: RunPlan, backend_name: str, given: ChatBackend | None, budget: str | None
+    ) -> None:
         self.plan = plan
-        self.backend = (
-            given if given is not None else worker_backend(plan.config, backend_name, plan.cast(), budget)
-        )
+        if given is not None:
+            self.backend = given
+        else:
+            shared = find_budget(budget) if budget is not None else None
+            self.backend = worker_backend(plan.config, backend_name, plan.cast(), shared)
         self.layouts = run_layouts(plan.config)
         """This worker's message layouts: a fallback a server forces here holds for the worker's
         later sessions and goes to the driver (:class:`LayoutChange`), which records it."""
