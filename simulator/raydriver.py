@@ -58,16 +58,38 @@ def require_ray() -> None:
         raise InputError("--executor ray", RAY_MISSING) from None
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""A client's HTTP/2 connection preface and an empty SETTINGS frame."""
+
+
 def _check_reachable(address: str) -> None:
-    """Ray retries an unreachable ``HOST:PORT`` for minutes; a plain TCP connect says at once."""
+    """Ray retries an unreachable ``HOST:PORT`` for minutes, and one where another service
+    listens (the dashboard's port, say) for longer still: a TCP connect and a greeting say at once."""
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         return  # ``auto`` and the like: Ray itself answers quickly
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            grpc = _speaks_grpc(conn)
     except OSError as exc:
         raise InputError("--ray-address", f"cannot reach a Ray cluster at {address}: {exc}") from None
+    if not grpc:
+        raise InputError(
+            "--ray-address",
+            f"{address} answers, but not as a Ray cluster: give the port `ray start --head` "
+            "printed (6379 by default; the dashboard's, 8265, is for `ray job submit`)",
+        )
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server answers the HTTP/2 greeting with a SETTINGS frame, as every gRPC
+    server (Ray's GCS, its client server) does. Not asked when Ray talks TLS (RAY_USE_TLS)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false"):
+        return True
+    conn.sendall(HTTP2_PREFACE)
+    frame = conn.recv(9)
+    return len(frame) >= 4 and frame[3] == 4
 
 
 def connect(address: str | None) -> None:

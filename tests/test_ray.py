@@ -399,3 +399,22 @@ def test_an_unreachable_ray_address_exits_2_at_once_and_writes_nothing(tmp_path:
         f"simulator: error: --ray-address: cannot reach a Ray cluster at 127.0.0.1:{port}: "
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_ray
+def test_a_ray_address_where_another_service_listens_exits_2_at_once(tmp_path: Path) -> None:
+    """The loopback HTTP server stands for the dashboard's port, the usual mix-up: Ray itself
+    would retry it for many minutes."""
+    with serve() as server:
+        command = cli_command(
+            "run", MARCUS, "--backend", "offline", "--executor", "ray",
+            "--ray-address", f"127.0.0.1:{server.port}", "--out", tmp_path / "out",
+        )  # fmt: skip
+        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"simulator: error: --ray-address: 127.0.0.1:{server.port} answers, but not as a Ray cluster: "
+        "give the port `ray start --head` printed (6379 by default; the dashboard's, 8265, is for "
+        "`ray job submit`)"
+    )
+    assert not (tmp_path / "out").exists()
