@@ -25,7 +25,7 @@ from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend, Role
 from simulator.raybudget import SharedBucket, find_budget
 from simulator.records import SessionRecord
-from simulator.runner import play_session, stage_session
+from simulator.runner import interrupted, play_session, stage_session
 from simulator.session import run_layouts
 
 
@@ -146,13 +146,15 @@ class SeriesWorker:
                 yield _failure(exc)
                 return
             yield Started(number)
+            if self.stopping:  # stopped while the start was on its way to the driver
+                yield interrupted(staged.record)
+                return
             task = asyncio.create_task(play_session(staged, config, self.backend, kept.append, self.layouts))
             self.running.add(task)
             try:
                 record = await task
-            except asyncio.CancelledError:
-                if kept:
-                    yield kept[0]
+            except asyncio.CancelledError:  # a task cancelled before its first step keeps nothing
+                yield kept[0] if kept else interrupted(staged.record)
                 return
             except Exception as exc:
                 if kept:

@@ -418,3 +418,35 @@ def test_a_ray_address_where_another_service_listens_exits_2_at_once(tmp_path: P
         "`ray job submit`)"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("moment", ["before the session task exists", "before the session task ran"])
+def test_a_worker_stopped_just_after_a_start_sends_the_session_back_as_interrupted(moment: str) -> None:
+    """The driver marks a session running when the worker says it started; a stop arriving
+    right then must still bring back its record, or run.json keeps it as running. The worker
+    is driven in this process (asyncio runs ready steps in order, so the moments are exact)."""
+    from simulator.config import load_config
+    from simulator.plan import load_plan
+    from simulator.rayworker import SeriesWorker, Started
+    from simulator.records import SessionRecord
+
+    plan = load_plan(load_config(None, {"backend": "offline", "sessions": 2}), [MARCUS])
+    worker = SeriesWorker(plan, "offline", None, None)
+
+    async def stopped() -> list[Any]:
+        items = worker.series("marcus_thompson", 1, plan.first_summary, {})
+        assert await anext(items) == Started(1)
+        following = asyncio.ensure_future(anext(items))
+        if moment == "before the session task ran":
+            await asyncio.sleep(0)  # the series makes the session's task, which has not run yet
+            assert len(worker.running) == 1
+        await worker.stop()
+        rest = [await following]
+        rest += [item async for item in items]
+        await worker.close()
+        return rest
+
+    rest = asyncio.run(stopped())
+    assert len(rest) == 1 and isinstance(rest[0], SessionRecord)
+    assert (rest[0].session_number, rest[0].status) == (1, "interrupted")
+    assert rest[0].termination is not None and rest[0].termination.details == "The run was stopped"
