@@ -112,9 +112,9 @@ async def _start(
     **create: Any,
 ) -> int:
     """Build the backend first (so a bad setting leaves no folder), then create and run."""
-    prepare_executor(plan.config)
+    driver = prepare_executor(plan.config)
     owned = backend is None
-    chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
+    chat = backend if backend is not None else make_backend(driver, backend_name, plan.cast())
     try:
         state = create_run(plan, backend_name, **create)
     except BaseException:
@@ -226,11 +226,11 @@ async def resume(
                 state.finish("complete", plan.config)
             _say(f"{run_dir}: every session is complete; nothing to resume")
             return 0
-        prepare_executor(plan.config)
+        driver = prepare_executor(plan.config)
         if backend is None:
             announce(backend_name)
         owned = backend is None
-        chat = backend if backend is not None else make_backend(plan.config, backend_name, plan.cast())
+        chat = backend if backend is not None else make_backend(driver, backend_name, plan.cast())
         state.index.status = "running"
         state.index.ended_at = None
         state.index.resumes = [*state.index.resumes, now()]

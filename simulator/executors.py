@@ -10,13 +10,17 @@ from simulator.runner import Runner
 from simulator.state import RunState
 
 
-def prepare_executor(config: RunConfig) -> None:
+def prepare_executor(config: RunConfig) -> RunConfig:
     """Check and connect before a run folder is made or locked: without Ray installed, or
-    with a cluster that cannot be reached, the command exits 2 and nothing is written."""
-    if config.executor == "ray":
-        from simulator.raydriver import connect
+    with a cluster that cannot be reached, the command exits 2 and nothing is written.
+    Returns the config this process builds its backend from: on Ray the workers make the
+    calls and the cache is off, so no cache file is opened (or created) here."""
+    if config.executor != "ray":
+        return config
+    from simulator.raydriver import connect
 
-        connect(config.ray_address)
+    connect(config.ray_address)
+    return config.model_copy(update={"cache": None})
 
 
 def make_runner(plan: RunPlan, backend: ChatBackend, state: RunState, *, owned: bool) -> Runner:

@@ -10,6 +10,7 @@ spend together stays within the limits; a worker's unspent share is all that is 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, Literal
 
 from simulator.backends.ratelimit import TokenBucket
@@ -43,12 +44,23 @@ class Budget:
         return self.grants
 
 
-def start_budget(requests_per_minute: float | None, tokens_per_minute: float | None) -> Any:
-    """The budget actor of a run (no CPU reserved: it only waits)."""
+def start_budget(requests_per_minute: float | None, tokens_per_minute: float | None) -> tuple[Any, str]:
+    """The budget actor of a run (no CPU reserved: it only waits) and the name workers find it
+    by (:func:`find_budget`). A name, not the handle, goes to the workers: Ray cannot promise
+    to restart an actor whose arguments hold a handle (ray-project/ray#53727) and logs an
+    error line saying so on every run."""
     import ray
 
-    actor = ray.remote(Budget).options(num_cpus=0, max_concurrency=1000, max_restarts=-1)
-    return actor.remote(requests_per_minute, tokens_per_minute)
+    name = f"simulator-budget-{uuid.uuid4().hex}"
+    actor = ray.remote(Budget).options(name=name, num_cpus=0, max_concurrency=1000, max_restarts=-1)
+    return actor.remote(requests_per_minute, tokens_per_minute), name
+
+
+def find_budget(name: str) -> Any:
+    """The run's budget actor, from a worker."""
+    import ray
+
+    return ray.get_actor(name)
 
 
 class SharedBucket:

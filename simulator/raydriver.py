@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.errors import InputError, SimulatorError
+from simulator.message_layout import STRICTNESS
 from simulator.personas import Patient
 from simulator.plan import RunPlan
 from simulator.protocol import ChatBackend
 from simulator.raybudget import start_budget
-from simulator.rayworker import Failure, SeriesWorker, Started
+from simulator.rayworker import Failure, LayoutChange, SeriesWorker, Started
 from simulator.records import SessionRecord
 from simulator.runner import Runner
 from simulator.state import RunState
@@ -57,16 +58,38 @@ def require_ray() -> None:
         raise InputError("--executor ray", RAY_MISSING) from None
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""A client's HTTP/2 connection preface and an empty SETTINGS frame."""
+
+
 def _check_reachable(address: str) -> None:
-    """Ray retries an unreachable ``HOST:PORT`` for minutes; a plain TCP connect says at once."""
+    """Ray retries an unreachable ``HOST:PORT`` for minutes, and one where another service
+    listens (the dashboard's port, say) for longer still: a TCP connect and a greeting say at once."""
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         return  # ``auto`` and the like: Ray itself answers quickly
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            grpc = _speaks_grpc(conn)
     except OSError as exc:
         raise InputError("--ray-address", f"cannot reach a Ray cluster at {address}: {exc}") from None
+    if not grpc:
+        raise InputError(
+            "--ray-address",
+            f"{address} answers, but not as a Ray cluster: give the port `ray start --head` "
+            "printed (6379 by default; the dashboard's, 8265, is for `ray job submit`)",
+        )
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server answers the HTTP/2 greeting with a SETTINGS frame, as every gRPC
+    server (Ray's GCS, its client server) does. Not asked when Ray talks TLS (RAY_USE_TLS)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false"):
+        return True
+    conn.sendall(HTTP2_PREFACE)
+    frame = conn.recv(9)
+    return len(frame) >= 4 and frame[3] == 4
 
 
 def connect(address: str | None) -> None:
@@ -117,10 +140,10 @@ class WorkerPool:
         import ray
 
         limits = plan.config.rate_limits
-        budget = (
+        budget, budget_name = (
             start_budget(limits.requests_per_minute, limits.tokens_per_minute)
             if limits.requests_per_minute or limits.tokens_per_minute
-            else None
+            else (None, None)
         )
         remote: Any = ray.remote(SeriesWorker)
         actor = remote.options(
@@ -130,7 +153,7 @@ class WorkerPool:
             max_concurrency=plan.config.concurrency + 4,
         )
         log.info("ray: starting %d worker(s)", count)
-        handles = [actor.remote(plan, backend_name, given, budget) for _ in range(count)]
+        handles = [actor.remote(plan, backend_name, given, budget_name) for _ in range(count)]
         infos = await asyncio.gather(*(h.info.remote() for h in handles))
         workers = [Worker(h, f"{i['host']} pid {i['pid']}") for h, i in zip(handles, infos, strict=True)]
         log.info("ray: %d worker(s): %s", len(workers), ", ".join(w.where for w in workers))
@@ -234,7 +257,8 @@ class RayRunner(Runner):
         The items are read by a task of their own, which a stop does not cancel (a cancelled
         read could drop the item it was taking): stopped, the worker is told to stop its
         sessions and the reader goes on until their interrupted records are written."""
-        items = worker.handle.series.remote(persona_id, first, self._opening_summary(persona_id, first))
+        previous = self._opening_summary(persona_id, first)
+        items = worker.handle.series.remote(persona_id, first, previous, dict(self.layouts.current))
 
         async def read() -> bool:
             complete = True
@@ -260,10 +284,15 @@ class RayRunner(Runner):
                     )
             raise
 
-    def _take(self, persona_id: str, item: Started | SessionRecord | Failure, worker: Worker) -> bool:
+    def _take(
+        self, persona_id: str, item: Started | LayoutChange | SessionRecord | Failure, worker: Worker
+    ) -> bool:
         """Act on one item from a worker; False for a session that did not complete."""
         if isinstance(item, Started):
             self.state.start(persona_id, item.number)
+            return True
+        if isinstance(item, LayoutChange):
+            self._tighten(item)
             return True
         if isinstance(item, SessionRecord):
             self._keep(item)
@@ -274,3 +303,9 @@ class RayRunner(Runner):
         if item.kind == "simulator":
             raise SimulatorError(f"{item.message} ({where})")
         raise WorkerError(f"{item.message} ({where}); its traceback:\n{item.remote_traceback}")
+
+    def _tighten(self, change: LayoutChange) -> None:
+        """Take up a layout a server forced on a worker, step by step from the run's current
+        one, so run.json records each change once however many workers met the refusal."""
+        while STRICTNESS.index(current := self.layouts.get(change.role)) < STRICTNESS.index(change.new):
+            self.layouts.tighten(change.role, current, change.server_said)

@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,11 +20,12 @@ from simulator.backends import Cast, make_backend
 from simulator.backends.ratelimit import RateLimitedBackend
 from simulator.config import RateLimits, RunConfig
 from simulator.errors import InputError, SimulatorError
+from simulator.message_layout import STRICTNESS, Layout
 from simulator.plan import RunPlan
-from simulator.protocol import ChatBackend
-from simulator.raybudget import SharedBucket
+from simulator.protocol import ChatBackend, Role
+from simulator.raybudget import SharedBucket, find_budget
 from simulator.records import SessionRecord
-from simulator.runner import play_session, stage_session
+from simulator.runner import interrupted, play_session, stage_session
 from simulator.session import run_layouts
 
 
@@ -44,7 +45,18 @@ class Failure:
     remote_traceback: str
 
 
-Item = Started | SessionRecord | Failure
+@dataclass(frozen=True)
+class LayoutChange:
+    """A server refused ``old`` for ``role`` on this worker, which now sends ``new``: the
+    driver records it for the run (run.json, the CLI's line), as a local run does."""
+
+    role: Role
+    old: Layout
+    new: Layout
+    server_said: str
+
+
+Item = Started | LayoutChange | SessionRecord | Failure
 
 
 def worker_backend(config: RunConfig, name: str, cast: Cast, budget: Any) -> ChatBackend:
@@ -78,16 +90,23 @@ def _failure(exc: Exception) -> Failure:
 class SeriesWorker:
     """Made a Ray actor by the driver (:mod:`simulator.raydriver`). ``given`` is a backend a
     library caller handed in (each worker gets its own copy); else the worker builds the
-    registry backend ``backend_name``."""
+    registry backend ``backend_name``, drawing on the run's rate-limit budget actor named
+    ``budget`` (None: no limits)."""
 
-    def __init__(self, plan: RunPlan, backend_name: str, given: ChatBackend | None, budget: Any) -> None:
+    def __init__(
+        self, plan: RunPlan, backend_name: str, given: ChatBackend | None, budget: str | None
+    ) -> None:
         self.plan = plan
-        self.backend = (
-            given if given is not None else worker_backend(plan.config, backend_name, plan.cast(), budget)
-        )
+        if given is not None:
+            self.backend = given
+        else:
+            shared = find_budget(budget) if budget is not None else None
+            self.backend = worker_backend(plan.config, backend_name, plan.cast(), shared)
         self.layouts = run_layouts(plan.config)
-        """This worker's message layouts: a fallback a server forces here is kept for the
-        worker's later sessions; it is not written to run.json (the driver does not hear of it)."""
+        """This worker's message layouts: a fallback a server forces here holds for the worker's
+        later sessions and goes to the driver (:class:`LayoutChange`), which records it."""
+        self.layouts.listeners.append(self._layout_changed)
+        self.changes: list[LayoutChange] = []
         self.running: set[asyncio.Task[SessionRecord]] = set()
         self.stopping = False
 
@@ -95,10 +114,26 @@ class SeriesWorker:
         """Where this worker runs, for the driver's log line."""
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
-    async def series(self, persona_id: str, first: int, previous: str | None) -> AsyncIterator[Item]:
+    def _layout_changed(self, role: Role, old: Layout, new: Layout, server_said: str) -> None:
+        self.changes.append(LayoutChange(role, old, new, server_said))
+
+    async def series(
+        self, persona_id: str, first: int, previous: str | None, layouts: Mapping[Role, Layout]
+    ) -> AsyncIterator[Item]:
         """Sessions ``first`` .. the run's last for one persona, in order, each opened by the
-        summary of the one before. Yields each start and each finished record; stops after a
-        session that did not complete."""
+        summary of the one before. Yields each start and each finished record (after any layout
+        change made on this worker since the last item); stops after a session that did not
+        complete. ``layouts``: the run's as the driver knows them (a stricter one is taken up)."""
+        for role, layout in layouts.items():
+            if STRICTNESS.index(layout) > STRICTNESS.index(self.layouts.get(role)):
+                self.layouts.current[role] = layout
+        async for item in self._series(persona_id, first, previous):
+            changes, self.changes = self.changes, []
+            for change in changes:
+                yield change
+            yield item
+
+    async def _series(self, persona_id: str, first: int, previous: str | None) -> AsyncIterator[Item]:
         config = self.plan.config
         patient = self.plan.patient(persona_id)
         for number in range(first, config.start + config.sessions):
@@ -111,13 +146,15 @@ class SeriesWorker:
                 yield _failure(exc)
                 return
             yield Started(number)
+            if self.stopping:  # stopped while the start was on its way to the driver
+                yield interrupted(staged.record)
+                return
             task = asyncio.create_task(play_session(staged, config, self.backend, kept.append, self.layouts))
             self.running.add(task)
             try:
                 record = await task
-            except asyncio.CancelledError:
-                if kept:
-                    yield kept[0]
+            except asyncio.CancelledError:  # a task cancelled before its first step keeps nothing
+                yield kept[0] if kept else interrupted(staged.record)
                 return
             except Exception as exc:
                 if kept:

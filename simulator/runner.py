@@ -126,6 +126,11 @@ class Runner:
         self.state.record(record)
 
 
+def interrupted(record: SessionRecord) -> SessionRecord:
+    """A session ended by a stopped run (Ctrl-C, SIGTERM): resume runs it again."""
+    return stop_record(record, "interrupted", INTERRUPTED, "The run was stopped")
+
+
 @dataclass(frozen=True)
 class StagedSession:
     """One session ready to run: who meets, the rendered prompts, the record it fills in."""
@@ -161,7 +166,7 @@ async def play_session(
     try:
         await run_session(staged.scene, staged.prompts, config, backend, record, layouts)
     except asyncio.CancelledError:
-        keep(stop_record(record, "interrupted", INTERRUPTED, "The run was stopped"))
+        keep(interrupted(record))
         raise
     except Exception as exc:
         error = str(exc) if isinstance(exc, SimulatorError) else f"{type(exc).__name__}: {exc}"

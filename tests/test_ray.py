@@ -21,13 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 
 from simulator import commands
 from simulator.raybudget import SharedBucket, start_budget
 from simulator.state import SessionEvent
+from tests.chat_templates import render
 from tests.conftest import MARCUS, PERSONAS, invoke
-from tests.loopback import RecordedRequest, Reply, serve, server_error
+from tests.loopback import RecordedRequest, Reply, serve, server_error, vllm_error
 from tests.serieskit import (
     CONFIG,
     ROLE_MODELS,
@@ -124,6 +126,7 @@ def test_ray_run_writes_the_same_transcripts_as_a_local_run(cluster: str, tmp_pa
         "simulator: --cache is off with --executor ray: the cache file is on the driver's disk"
         in distributed.output
     )
+    assert not (tmp_path / "c.db").exists(), "the cache is off: no file is opened or created"
     assert re.search(r"ray: 2 worker\(s\): .+ pid \d+, .+ pid \d+", distributed.output)
 
     expected = _transcripts(tmp_path / "local")
@@ -197,10 +200,11 @@ def test_a_killed_worker_loses_no_session_and_writes_none_twice(
 
 @needs_ray
 def test_rate_limits_hold_across_workers_whose_key_comes_from_their_environment(
-    cluster: str, tmp_path: Path
+    cluster: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """66 requests (11 sessions of 6) under 60 a minute: the first 60 go at once, the rest
-    one a second. Two workers with a budget each would send all 66 at once."""
+    one a second. Two workers with a budget each would send all 66 at once. Ray's own log
+    (the terminal's stderr) has no error line about the workers' arguments."""
     times: list[float] = []
     lock = threading.Lock()
 
@@ -229,12 +233,13 @@ def test_rate_limits_hold_across_workers_whose_key_comes_from_their_environment(
         allowed = rpm + rpm / 60 * (moment - start) + 1
         assert count <= allowed, f"request {count} at {moment - start:.2f}s exceeds the shared limit"
     assert run_json(tmp_path / "out" / "r")["status"] == "complete"
+    assert "constructor arguments in the object store" not in capfd.readouterr().err
 
 
 @needs_ray
 def test_workers_draw_the_budget_in_blocks_not_per_request(cluster: str) -> None:
     async def spend() -> int:
-        budget = start_budget(6000, None)
+        budget, _ = start_budget(6000, None)
         share = SharedBucket(budget, "requests", 6000)  # blocks of 100 (a second's worth)
         for _ in range(250):
             await share.take(1)
@@ -318,6 +323,48 @@ def test_a_failed_local_run_resumes_on_ray_with_the_same_transcripts(cluster: st
     assert (data["settings"]["executor"], data["settings"]["workers"]) == ("ray", 1)
 
 
+@needs_ray
+def test_a_layout_a_chat_template_refuses_on_the_workers_is_recorded_once_for_the_run(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Mistral's template refuses the ``system_notes`` layout (notes as late system messages,
+    a history opening with the agent's own turn): each worker falls back to ``alternating``,
+    and run.json says so once per role, as a local run does, so resume starts with it."""
+    refused: list[str] = []
+
+    def mistral(request: RecordedRequest) -> Reply:
+        try:
+            render("mistralai-Mistral-Nemo-Instruct-2407", request.json["messages"])
+        except jinja2.TemplateError as exc:
+            refused.append(str(request.json["model"]))
+            return vllm_error(str(exc))
+        return scripted(request)
+
+    with serve(mistral) as server:
+        flags = _series_flags(tmp_path, 4, 2, server.base_url)
+        (tmp_path / "run.yaml").write_text(CONFIG + "message_layout: system_notes\n")
+        result = invoke(
+            "run", *flags, "--run-id", "r", "--executor", "ray", "--workers", "2", "--concurrency", "4"
+        )
+    assert result.exit_code == 0, result.output
+    assert refused, "the template refused the starting layout"
+    data = run_json(tmp_path / "out" / "r")
+    assert data["status"] == "complete" and set(statuses(tmp_path / "out" / "r").values()) == {"complete"}
+    roles = data["settings"]["roles"]
+    assert {role: roles[role]["message_layout"] for role in ("therapist", "patient")} == {
+        "therapist": "alternating",
+        "patient": "alternating",
+    }
+    changes = [(c["role"], c["from"], c["to"]) for c in data["layout_changes"]]
+    assert sorted(changes) == [
+        ("patient", "system_notes", "alternating"),
+        ("therapist", "system_notes", "alternating"),
+    ]
+    for role in ("therapist", "patient"):
+        said = f"simulator: {role}: the server's chat template refused the 'system_notes' message layout"
+        assert result.output.count(said) == 1
+
+
 def test_without_ray_installed_executor_ray_exits_2_with_the_install_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,3 +399,54 @@ def test_an_unreachable_ray_address_exits_2_at_once_and_writes_nothing(tmp_path:
         f"simulator: error: --ray-address: cannot reach a Ray cluster at 127.0.0.1:{port}: "
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_ray
+def test_a_ray_address_where_another_service_listens_exits_2_at_once(tmp_path: Path) -> None:
+    """The loopback HTTP server stands for the dashboard's port, the usual mix-up: Ray itself
+    would retry it for many minutes."""
+    with serve() as server:
+        command = cli_command(
+            "run", MARCUS, "--backend", "offline", "--executor", "ray",
+            "--ray-address", f"127.0.0.1:{server.port}", "--out", tmp_path / "out",
+        )  # fmt: skip
+        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"simulator: error: --ray-address: 127.0.0.1:{server.port} answers, but not as a Ray cluster: "
+        "give the port `ray start --head` printed (6379 by default; the dashboard's, 8265, is for "
+        "`ray job submit`)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("moment", ["before the session task exists", "before the session task ran"])
+def test_a_worker_stopped_just_after_a_start_sends_the_session_back_as_interrupted(moment: str) -> None:
+    """The driver marks a session running when the worker says it started; a stop arriving
+    right then must still bring back its record, or run.json keeps it as running. The worker
+    is driven in this process (asyncio runs ready steps in order, so the moments are exact)."""
+    from simulator.config import load_config
+    from simulator.plan import load_plan
+    from simulator.rayworker import SeriesWorker, Started
+    from simulator.records import SessionRecord
+
+    plan = load_plan(load_config(None, {"backend": "offline", "sessions": 2}), [MARCUS])
+    worker = SeriesWorker(plan, "offline", None, None)
+
+    async def stopped() -> list[Any]:
+        items = worker.series("marcus_thompson", 1, plan.first_summary, {})
+        assert await anext(items) == Started(1)
+        following = asyncio.ensure_future(anext(items))
+        if moment == "before the session task ran":
+            await asyncio.sleep(0)  # the series makes the session's task, which has not run yet
+            assert len(worker.running) == 1
+        await worker.stop()
+        rest = [await following]
+        rest += [item async for item in items]
+        await worker.close()
+        return rest
+
+    rest = asyncio.run(stopped())
+    assert len(rest) == 1 and isinstance(rest[0], SessionRecord)
+    assert (rest[0].session_number, rest[0].status) == (1, "interrupted")
+    assert rest[0].termination is not None and rest[0].termination.details == "The run was stopped"
