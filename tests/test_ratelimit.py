@@ -125,6 +125,21 @@ async def test_a_failed_request_gives_its_tokens_back() -> None:
     assert backend.requests is not None and backend.requests.level == pytest.approx(9), "the request counts"
 
 
+async def test_a_request_over_a_minutes_budget_is_charged_all_it_used() -> None:
+    """The bucket takes at most its capacity up front (else the request would wait forever);
+    settling must charge what was used against what was taken, not against the estimate, or
+    every such request leaves the budget full and the run sends twice the limit."""
+    time = FakeTime()
+    big = ChatReply("a", "m", usage=Usage(prompt_tokens=1900, completion_tokens=100))
+    inner = FakeBackend().enqueue("patient", big, big)
+    backend = RateLimitedBackend(inner, None, 1000, clock=time.clock, sleep=time.sleep)  # 1000 a minute
+    assert backend.tokens is not None
+    await backend.complete(_request(chars=0, max_tokens=2000))  # estimate 2000, takes the 1000 there are
+    assert backend.tokens.level == pytest.approx(-1000)  # used 2000: 1000 more are owed
+    await backend.complete(_request(chars=0, max_tokens=2000))
+    assert time.sleeps == pytest.approx([120.0])  # 2000 tokens a request at 1000 a minute
+
+
 def test_limits_come_from_the_config() -> None:
     from simulator.backends import Cast, make_backend
 

@@ -120,6 +120,8 @@ class RateLimitedBackend:
         waiting_since = self.clock()
         if self.requests is not None:
             await self.requests.take(1)
+        # A bucket takes at most its capacity (more would wait forever): settle against that.
+        taken = min(estimate, self.tokens.capacity) if self.tokens is not None else 0
         if self.tokens is not None:
             await self.tokens.take(estimate)
         waited = self.clock() - waiting_since
@@ -127,12 +129,12 @@ class RateLimitedBackend:
             reply = await self.inner.complete(request)
         except BaseException:
             if self.tokens is not None:
-                self.tokens.give_back(estimate)
+                self.tokens.give_back(taken)
             raise
         if self.tokens is not None:
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens
             if used:
-                self.tokens.charge(used - estimate)
+                self.tokens.charge(used - taken)
         return replace(reply, queued_s=reply.queued_s + waited)
 
     async def aclose(self) -> None:
