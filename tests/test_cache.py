@@ -12,7 +12,7 @@ import pytest
 from simulator.backends.cache import CachedBackend, request_key
 from simulator.config import RoleSettings
 from simulator.errors import BackendError, InputError
-from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Usage
+from simulator.protocol import ChatMessage, ChatReply, ChatRequest, Context, Usage
 from tests.conftest import MARCUS, FakeBackend, invoke
 from tests.loopback import serve
 from tests.serieskit import CONFIG, ROLE_MODELS, run_json, scripted, write_personas
@@ -42,6 +42,33 @@ def test_key_covers_everything_that_shapes_a_reply() -> None:
     replicas = RoleSettings(model="m1", temperature=0.7, seed=3, base_urls=["http://r1/v1", "http://r2/v1"])
     assert request_key(replace(BASE, settings=replicas), "http://a/v1") == key, "replicas share replies"
     assert request_key(BASE, "http://a/v1") == key, "stable"
+
+
+def test_key_covers_purpose_and_for_the_offline_backend_persona_and_session() -> None:
+    """The offline backend answers from the persona and the session, not the messages alone:
+    its key must tell them apart (else one persona's cached reply answers another), while an
+    endpoint's key ignores where in the run a request comes from (identical requests share)."""
+    at = Context(persona_id="marcus", session_number=1, turn=1)
+    elsewhere = [
+        replace(at, persona_id="priya"),
+        replace(at, session_number=2),
+    ]
+    offline = request_key(replace(BASE, context=at), "offline", context_matters=True)
+    assert (
+        len(
+            {
+                offline,
+                *(request_key(replace(BASE, context=c), "offline", context_matters=True) for c in elsewhere),
+            }
+        )
+        == 3
+    )
+    assert request_key(replace(BASE, context=replace(at, turn=5)), "offline", context_matters=True) == offline
+    endpoint = request_key(replace(BASE, context=at), "http://a/v1")
+    assert {request_key(replace(BASE, context=c), "http://a/v1") for c in elsewhere} == {endpoint}
+    assert request_key(replace(BASE, purpose="continuation"), "http://a/v1") != request_key(
+        BASE, "http://a/v1"
+    )
 
 
 async def test_a_repeated_request_costs_nothing_and_says_the_same(tmp_path: Path) -> None:
