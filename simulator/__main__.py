@@ -9,9 +9,14 @@ from simulator import interrupts
 
 def main() -> None:
     interrupts.install()
-    from simulator.cli import main as cli
+    try:
+        from simulator.cli import main as cli
 
-    cli()
+        cli()
+    except KeyboardInterrupt:
+        # The CLI turns a signal into exit 130; one that still gets here (raised where no
+        # command code runs) would end the process killed by SIGINT (-2): exit 130 instead.
+        interrupts.exit_interrupted()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,15 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _Phase.working:
         raise KeyboardInterrupt
     _quit("interrupted")
+
+
+def exit_interrupted() -> None:
+    """Exit 130 now, saying so unless the CLI already did (a signal has been counted)."""
+    if _Phase.count == 0:
+        _say("interrupted")
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def install() -> None:
