@@ -330,6 +330,19 @@ def test_an_unreadable_eval_is_a_note_not_a_failure(tmp_path: Path) -> None:
     assert summarize_eval("e2", [1, 2]).notes == ["e2/eval.json: not a JSON object"]
 
 
+@pytest.mark.parametrize("sessions", [5, 2.5, True])
+def test_an_eval_whose_sessions_is_not_a_list_still_renders(tmp_path: Path, sessions: object) -> None:
+    """Hand-edited or foreign eval.json files reach the page too: odd fields are left out, never a traceback."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
+    (run_dir / "eval" / "e1").mkdir(parents=True)
+    data = {"sessions": sessions, "summary": {"metrics": {"natural_end_share": {"mean": 1.0, "n": 1}}}}
+    (run_dir / "eval" / "e1" / "eval.json").write_text(json.dumps(data))
+    assert invoke("view", run_dir).exit_code == 0
+    assert _eval_rows((run_dir / "report.html").read_text()) == [
+        ("sessions ended naturally", "1.00", "—", "1")
+    ]
+
+
 def test_open_hands_the_page_to_the_browser(tmp_path: Path) -> None:
     """--open goes through the standard `webbrowser` module, which honours $BROWSER."""
     run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
