@@ -106,6 +106,24 @@ def test_out_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--out is a directory" in result.stderr
 
 
+def test_out_never_replaces_a_file_of_the_run(tmp_path: Path) -> None:
+    """A mistyped --out pointing at a session record or run.json is refused, and the file stays whole."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
+    for target in (run_dir / "marcus_thompson" / "session_01.json", run_dir / "run.json"):
+        before = target.read_bytes()
+        result = invoke("view", run_dir, "--out", target)
+        assert result.exit_code == 2, result.output
+        assert (
+            result.stderr
+            == f"simulator: error: {target}: --out would replace one of the run's own files; give an .html file\n"
+        )
+        assert target.read_bytes() == before
+    # A page of its own inside the run folder is still fine, and can be written again.
+    page = run_dir / "review.html"
+    assert invoke("view", run_dir, "--out", page).exit_code == 0
+    assert invoke("view", run_dir, "--out", page).exit_code == 0
+
+
 def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path) -> None:
     run_dir = offline_run(tmp_path, [*MARCUS_PRIYA, PERSONAS / "walter_kowalski.yaml"], sessions=2)
     mark_unfinished(run_dir, "priya_shah", 2)
