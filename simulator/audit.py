@@ -172,7 +172,15 @@ def read_transcripts(
         return
     if path.is_dir():
         run = read_run(path)
-        for session in run.sessions():
+        for persona_id, number, _ in run.index.entries():
+            try:
+                session = run.session(persona_id, number)
+            except InputError as exc:
+                # A damaged session file is one unreadable input: the run's other sessions are still audited.
+                if unreadable is None:
+                    raise
+                unreadable.append(exc)
+                continue
             if session.record is None:
                 continue
             file = run.store.session_path(

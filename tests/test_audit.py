@@ -266,6 +266,19 @@ def test_a_run_folder_and_its_session_json_with_flags(tmp_path: Path) -> None:
     }
 
 
+def test_a_damaged_session_in_a_run_folder_does_not_hide_the_sessions_after_it(tmp_path: Path) -> None:
+    run = invoke("run", MARCUS, "--backend", "offline", "--out", tmp_path, "--run-id", "r", "--sessions", "3")
+    assert run.exit_code == 0, run.output
+    damaged = tmp_path / "r" / "marcus_thompson" / "session_02.json"
+    damaged.write_text("{bad", encoding="utf-8")
+    result = invoke("audit", tmp_path / "r", "--format", "json")
+    assert result.exit_code == 2
+    files = [Path(json.loads(line)["file"]).name for line in result.stdout.splitlines()]
+    assert files == ["session_01.json", "session_03.json"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"simulator: error: {damaged}: damaged session record: ")
+
+
 def test_config_thresholds_apply(tmp_path: Path) -> None:
     config = tmp_path / "audit.yaml"
     config.write_text("min_turns: 20\nguards: {repetition_threshold: 0.9}\n", encoding="utf-8")

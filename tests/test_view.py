@@ -106,6 +106,24 @@ def test_out_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--out is a directory" in result.stderr
 
 
+def test_out_never_replaces_a_file_of_the_run(tmp_path: Path) -> None:
+    """A mistyped --out pointing at a session record or run.json is refused, and the file stays whole."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
+    for target in (run_dir / "marcus_thompson" / "session_01.json", run_dir / "run.json"):
+        before = target.read_bytes()
+        result = invoke("view", run_dir, "--out", target)
+        assert result.exit_code == 2, result.output
+        assert (
+            result.stderr
+            == f"simulator: error: {target}: --out would replace one of the run's own files; give an .html file\n"
+        )
+        assert target.read_bytes() == before
+    # A page of its own inside the run folder is still fine, and can be written again.
+    page = run_dir / "review.html"
+    assert invoke("view", run_dir, "--out", page).exit_code == 0
+    assert invoke("view", run_dir, "--out", page).exit_code == 0
+
+
 def test_partial_and_missing_sessions_still_render_and_are_marked(tmp_path: Path) -> None:
     run_dir = offline_run(tmp_path, [*MARCUS_PRIYA, PERSONAS / "walter_kowalski.yaml"], sessions=2)
     mark_unfinished(run_dir, "priya_shah", 2)
@@ -328,6 +346,19 @@ def test_an_unreadable_eval_is_a_note_not_a_failure(tmp_path: Path) -> None:
     assert invoke("view", run_dir).exit_code == 0
     assert "e1/eval.json: unreadable" in (run_dir / "report.html").read_text()
     assert summarize_eval("e2", [1, 2]).notes == ["e2/eval.json: not a JSON object"]
+
+
+@pytest.mark.parametrize("sessions", [5, 2.5, True])
+def test_an_eval_whose_sessions_is_not_a_list_still_renders(tmp_path: Path, sessions: object) -> None:
+    """Hand-edited or foreign eval.json files reach the page too: odd fields are left out, never a traceback."""
+    run_dir = offline_run(tmp_path, [MARCUS], sessions=1)
+    (run_dir / "eval" / "e1").mkdir(parents=True)
+    data = {"sessions": sessions, "summary": {"metrics": {"natural_end_share": {"mean": 1.0, "n": 1}}}}
+    (run_dir / "eval" / "e1" / "eval.json").write_text(json.dumps(data))
+    assert invoke("view", run_dir).exit_code == 0
+    assert _eval_rows((run_dir / "report.html").read_text()) == [
+        ("sessions ended naturally", "1.00", "—", "1")
+    ]
 
 
 def test_open_hands_the_page_to_the_browser(tmp_path: Path) -> None:

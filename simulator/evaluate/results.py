@@ -164,7 +164,8 @@ def summarize_eval(eval_id: str, data: Any) -> EvalOverview:
         view.unreadable = "not a JSON object"
         view.notes.append(f"{eval_id}/{EVAL_FILE}: {view.unreadable}")
         return view
-    sessions = [s for s in data.get("sessions") or [] if isinstance(s, dict)]
+    listed = data.get("sessions")
+    sessions = [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
     summary = as_mapping(data.get("summary"))
     view.sessions = len(sessions)
     status, judge = data.get("status"), as_mapping(data.get("judge"))

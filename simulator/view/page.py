@@ -109,11 +109,21 @@ def render_report(run: Run) -> str:
     return _environment().get_template(TEMPLATE).render(page_context(run))
 
 
+def _run_file(run_dir: Path, target: Path) -> bool:
+    """True for an existing file of the run folder that is not a page (a session record, run.json,
+    an input snapshot): a mistyped ``--out`` must never overwrite finished data."""
+    if not target.is_file() or target.suffix.lower() in {".html", ".htm"}:
+        return False
+    return target.resolve().is_relative_to(run_dir.resolve())
+
+
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Read ``run_dir`` and write its page to ``out`` (default ``RUN_DIR/report.html``)."""
     target = out if out is not None else run_dir / DEFAULT_NAME
     if target.is_dir():
         raise InputError(target, "--out is a directory; give a file name such as report.html")
+    if _run_file(run_dir, target):
+        raise InputError(target, "--out would replace one of the run's own files; give an .html file")
     page = render_report(read_run(run_dir))
     try:
         atomic_write(target, page, sync=False)
