@@ -138,6 +138,28 @@ class Ending:
     """For the two-message rule: the therapist's wrap-up message."""
 
 
+END_PHRASE_DETAILS = "Detected end phrase: '{}'"
+"""Termination details of a session an end phrase ended; :func:`end_phrase_span` reads them back."""
+_END_PHRASE_DETAILS = re.compile(r"^Detected end phrase: '(.*)'$", re.DOTALL)
+
+
+def end_phrase_span(details: str, text: str) -> tuple[int, int] | None:
+    """Where in ``text`` (the message that ended a session) the end phrase named by its
+    termination ``details`` matched: the last match, under the same checks and time limit as
+    the detector. None for other details (the two-message rule), or a pattern a damaged record
+    carries that does not pass the checks."""
+    found = _END_PHRASE_DETAILS.match(details)
+    if found is None:
+        return None
+    try:
+        pattern = saferegex.compile_safe(found[1])
+        # curly apostrophes made straight, as the detector reads them (one character for one)
+        matches = list(pattern.finditer(text.translate(_APOSTROPHES), timeout=saferegex.MATCH_TIMEOUT_S))
+    except (saferegex.UnsafePattern, TimeoutError):
+        return None
+    return (matches[-1].start(), matches[-1].end()) if matches else None
+
+
 def compile_phrases(patterns: Sequence[str]) -> list[saferegex.Pattern]:
     """End-phrase regexes compiled case-insensitively for :func:`find_end_phrase`. The one place
     they are checked: config validation calls it too. A pattern that does not compile, matches
@@ -228,7 +250,7 @@ def detect_end(
     speaker, text = messages[index]
     matched = find_end_phrase(text, phrases.get(speaker, ()))
     if matched is not None:
-        return Ending(index, f"Detected end phrase: '{matched}'", phrase=matched)
+        return Ending(index, END_PHRASE_DETAILS.format(matched), phrase=matched)
     if not after_wrap_up or speaker != "Patient" or index == 0 or messages[index - 1][0] != "Therapist":
         return None
     if not is_short_farewell(text):

@@ -16,6 +16,7 @@ from simulator.endings import (
     closing_part,
     compile_phrases,
     detect_end,
+    end_phrase_span,
     find_end_phrase,
     is_short_farewell,
     wrap_up_cue,
@@ -415,3 +416,21 @@ def test_the_two_message_rule_can_be_turned_off() -> None:
     cue, reply = ("Therapist", "For homework, could you write the letter?"), ("Patient", "Thank you.")
     assert ends(cue, reply) is not None
     assert detect_end([*MIDDLE, cue, reply], DEFAULTS, min_turns=8, after_wrap_up=False) is None
+
+
+def test_end_phrase_span_reads_back_what_the_detector_wrote() -> None:
+    """The details the detector writes name the phrase; the span points at it in the message,
+    curly apostrophes read as the detector reads them."""
+    text = "Good work today, Marcus. Don’t hesitate to reach out if you need anything."
+    phrases = {"Therapist": compile_phrases(DEFAULT_THERAPIST_END_PHRASES)}
+    ending = detect_end([("Patient", "Hi."), ("Therapist", text)], phrases, min_turns=1)
+    assert ending is not None
+    span = end_phrase_span(ending.details, text)
+    assert span is not None and text[span[0] : span[1]] == "Don’t hesitate to reach out"
+
+
+def test_end_phrase_span_refuses_what_the_detector_would_refuse() -> None:
+    """Details from a damaged or hand-edited record never run an unsafe pattern on the text,
+    and details of the two-message rule name no phrase."""
+    assert end_phrase_span("Detected end phrase: '(.|\\w)+#'", "x" * 5000) is None
+    assert end_phrase_span("Detected closing: Therapist message 3 wrapped up ('homework')", "Thanks.") is None

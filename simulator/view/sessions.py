@@ -7,18 +7,17 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator import endings
 from simulator.errors import InputError, RunStateError
 from simulator.personas import validate_id
 from simulator.reader import Run, RunSession
 from simulator.records import NATURAL_END, NOT_REPAIRS, Message, SessionRecord
 from simulator.summary import parse_sections
 
-_END_DETAILS = re.compile(r"^Detected end phrase: '(.*)'$", re.DOTALL)
 SUMMARY_HEAD_LINES = 2
 """Summary bullets a session card shows."""
 
@@ -80,19 +79,9 @@ def end_phrase_span(record: SessionRecord) -> tuple[int, int, int] | None:
     ending = record.termination
     if ending is None or ending.reason != NATURAL_END or ending.message_index is None:
         return None
-    found = _END_DETAILS.match(ending.details)
     message = next((m for m in record.messages if m.index == ending.message_index), None)
-    if found is None or message is None:
-        return None
-    try:
-        pattern = re.compile(found[1], re.IGNORECASE)
-    except re.error:
-        return None
-    text = message.content.replace("\u2019", "'")  # as the detector reads it; offsets stay the same
-    matches = list(pattern.finditer(text))
-    if not matches or matches[-1].end() == matches[-1].start():
-        return None
-    return message.index, matches[-1].start(), matches[-1].end()
+    span = endings.end_phrase_span(ending.details, message.content) if message is not None else None
+    return (message.index, *span) if message is not None and span is not None else None
 
 
 def _message(message: Message, ended_by: int | None, span: tuple[int, int, int] | None) -> dict[str, Any]:
